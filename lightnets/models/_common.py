@@ -1,0 +1,162 @@
+"""What every lightnets model shares: the outer structure, input checks, init and backbone mode.
+
+A model is `stem -> stages -> head -> pool -> dropout -> classifier`. Families build the four
+children and pass them to `LightNet.__init__`; everything else (forward_features / forward_head,
+`reset_classifier`, `features_only`, input validation) lives here once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from lightnets.layers._checks import is_tracing
+
+
+class LightNet(nn.Module):
+    """Base for zoo models: (N, in_chans, H, W) -> (N, num_classes), or pooled features if 0 classes.
+
+    Args:
+        stem, stages, head: modules; `stages` is an nn.Sequential of per-stage nn.Sequentials.
+        stage_channels: output channels of each stage.
+        stage_strides: stride of each stage (its first block), after the stem's `stem_stride`.
+        num_features: channels that reach the classifier (output of `head`).
+        min_input: smallest input side the model accepts (each stride-2 step must keep >= 1 pixel).
+    """
+
+    def __init__(
+        self,
+        stem: nn.Module,
+        stages: nn.Sequential,
+        head: nn.Module,
+        *,
+        in_chans: int,
+        num_classes: int,
+        num_features: int,
+        stage_channels: Sequence[int],
+        stage_strides: Sequence[int],
+        stem_stride: int,
+        drop_rate: float = 0.0,
+        min_input: int = 32,
+        global_pool: bool = True,
+    ):
+        super().__init__()
+        if len(stage_channels) != len(stages) or len(stage_strides) != len(stages):
+            raise ValueError("stage_channels and stage_strides need one entry per stage")
+        if not 0.0 <= drop_rate < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+        self.in_chans, self.num_classes, self.num_features = in_chans, num_classes, num_features
+        self.stage_channels = list(stage_channels)
+        reductions, r = [], stem_stride
+        for s in stage_strides:
+            r *= s
+            reductions.append(r)
+        self.stage_reductions = reductions
+        self.min_input = min_input
+        self.stem, self.stages, self.head = stem, stages, head
+        self.pool = nn.AdaptiveAvgPool2d(1) if global_pool else nn.Identity()
+        self.drop_rate = drop_rate
+        self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.classifier = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
+
+    def check_input(self, x: Tensor) -> None:
+        """One-line ValueError for a wrong rank, channel count or an image too small to downsample."""
+        if is_tracing():
+            return
+        if x.ndim != 4:
+            raise ValueError(f"expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"expected {self.in_chans} input channels, got {x.shape[1]} (shape "
+                f"{tuple(x.shape)}); build the model with in_chans={x.shape[1]}"
+            )
+        if min(x.shape[-2:]) < self.min_input:
+            raise ValueError(
+                f"input {tuple(x.shape[-2:])} is smaller than this model's minimum "
+                f"{self.min_input}x{self.min_input}"
+            )
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.stages(self.stem(x))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = self.pool(self.head(x)).flatten(1)
+        x = self.dropout(x)
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a freshly initialised one (0: no classifier)."""
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        if num_classes:
+            init_linear(self.classifier)
+
+    @property
+    def feature_info(self) -> list[dict]:
+        """Per stage: its index, output channels and total stride (reduction) from the input."""
+        return [
+            {"stage": i, "channels": c, "reduction": r}
+            for i, (c, r) in enumerate(zip(self.stage_channels, self.stage_reductions))
+        ]
+
+
+class FeatureExtractor(nn.Module):
+    """Backbone mode: the last feature map at each resolution, for detection or segmentation heads.
+
+    forward(x) -> list of tensors, one per entry of `feature_info` (channels and reduction).
+    """
+
+    def __init__(self, model: LightNet, out_indices: Sequence[int] | None = None):
+        super().__init__()
+        info = model.feature_info
+        if out_indices is None:  # the last stage before each change of resolution, and the last one
+            out_indices = [
+                i for i in range(len(info))
+                if i == len(info) - 1 or info[i + 1]["reduction"] != info[i]["reduction"]
+            ]
+        bad = [i for i in out_indices if not 0 <= i < len(info)]
+        if bad:
+            raise ValueError(f"out_indices {bad} out of range for {len(info)} stages")
+        self.out_indices = list(out_indices)
+        self.feature_info = [info[i] for i in self.out_indices]
+        self.check_input = model.check_input
+        self.stem, self.stages = model.stem, model.stages[: max(self.out_indices) + 1]
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        self.check_input(x)
+        x = self.stem(x)
+        features = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                features.append(x)
+        return features
+
+
+def init_linear(layer: nn.Linear) -> None:
+    # uniform(+-1/sqrt(out)), as the TF MixNet/EfficientNet dense initializer
+    bound = 1.0 / math.sqrt(layer.out_features)
+    nn.init.uniform_(layer.weight, -bound, bound)
+    nn.init.zeros_(layer.bias)
+
+
+def init_weights(model: nn.Module) -> None:
+    """He-normal (fan-out) convs, unit/zero norms, uniform classifier: the MobileNet/MixNet recipe."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            init_linear(m)
+

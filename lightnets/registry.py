@@ -1,0 +1,100 @@
+"""Model registry: a plain dict of builders, their cards, and the aliases users know them by.
+
+Builders register themselves with `@register_model(card=ModelCard(...))`; `create_model(name)` calls them.
+Nothing here imports a model family: `lightnets.models` imports every family explicitly, once, on first use.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything lightnets knows about a model besides its code: paper, figures, preprocessing.
+
+    `params_m`, `macs_m` and `top1` are the paper's (rounded) figures. `ref_params` and `ref_macs_m`
+    are exact measurements of a reference implementation (timm, torchvision, cv-models) at
+    `input_size`, with MACs counted by torch.utils.flop_counter over convolutions and linear layers.
+    """
+
+    paper: str
+    params_m: float | None = None
+    macs_m: float | None = None
+    top1: float | None = None
+    input_size: int = 224
+    min_input: int = 32
+    embedding_dim: int | None = None
+    ref_params: int | None = None
+    ref_macs_m: float | None = None
+    ref_source: str | None = None
+    timm_name: str | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = 0.875
+    note: str = ""
+    aliases: tuple[str, ...] = field(default=())
+
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+_CARDS: dict[str, ModelCard] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_model(fn=None, *, name: str | None = None, card: ModelCard | None = None):
+    """Store `fn` under `name` (default: its own name) and return it unchanged."""
+
+    def add(fn):
+        key = name or fn.__name__
+        if key in _BUILDERS or key in _ALIASES:
+            raise ValueError(f"model {key!r} is registered twice")
+        _BUILDERS[key] = fn
+        _CARDS[key] = card if card is not None else ModelCard(paper="")
+        for alias in _CARDS[key].aliases:
+            if alias in _BUILDERS or alias in _ALIASES:
+                raise ValueError(f"alias {alias!r} of {key!r} is already taken")
+            _ALIASES[alias] = key
+        return fn
+
+    return add(fn) if fn is not None else add
+
+
+def _load_families() -> None:
+    import lightnets.models  # noqa: F401  (registers every family on import)
+
+
+def resolve_name(name: str) -> str:
+    """The canonical name for `name` or one of its aliases; KeyError with close matches otherwise."""
+    _load_families()
+    if name in _BUILDERS:
+        return name
+    if name in _ALIASES:
+        return _ALIASES[name]
+    close = difflib.get_close_matches(name, [*_BUILDERS, *_ALIASES], n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `lightnets models` lists them"
+    raise KeyError(f"unknown model {name!r}{hint}")
+
+
+def list_models(pattern: str = "*", include_aliases: bool = False) -> list[str]:
+    """Registered names matching a shell-style `pattern`, sorted."""
+    _load_families()
+    names = [*_BUILDERS, *_ALIASES] if include_aliases else list(_BUILDERS)
+    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+
+
+def model_card(name: str) -> ModelCard:
+    return _CARDS[resolve_name(name)]
+
+
+def model_builder(name: str) -> Callable[..., nn.Module]:
+    return _BUILDERS[resolve_name(name)]
