@@ -1,0 +1,31 @@
+"""Shared test helpers: build any registered model small and on the CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import lightnets
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def build_for_test(name: str, batch: int = 2, **overrides):
+    """Model `name` in train mode with 7 classes (so a hard-coded 1000 shows) and a min-size input."""
+    torch.manual_seed(0)
+    model = lightnets.create_model(name, num_classes=7, **overrides)
+    size = model.card.min_input if model.card.embedding_dim else max(model.card.min_input, 32)
+    x = torch.randn(batch, model.in_chans, size, size)
+    return model, x
+
+
+def expected_out(model) -> int:
+    return model.card.embedding_dim or 7
+
+
+@pytest.fixture(scope="session")
+def reference_rows() -> list[dict]:
+    return json.loads((FIXTURES / "models.json").read_text())
