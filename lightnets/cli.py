@@ -23,8 +23,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("lightnets.tools.inspect", "look inside a network: kernels, frequencies, features"),
 }
 
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, PermissionError, IsADirectoryError,
-               ImportError)
+USER_ERRORS = (
+    ValueError,
+    KeyError,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    ImportError,
+)
 
 
 def _usage() -> str:

@@ -1,4 +1,4 @@
-"""`create_model`: build a registered model by name, optionally load weights, optionally as a backbone."""
+"""`create_model`: build a registered model by name, load weights, or make it a backbone."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Model registry: a plain dict of builders, their cards, and the aliases users know them by.
 
-Builders register themselves with `@register_model(card=ModelCard(...))`; `create_model(name)` calls them.
-Nothing here imports a model family: `lightnets.models` imports every family explicitly, once, on first use.
+Builders register themselves with `@register_model(card=ModelCard(...))`; `create_model(name)`
+calls them. Nothing here imports a model family: `lightnets.models` imports every family
+explicitly, once, on first use.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _load_families() -> None:
 
 
 def resolve_name(name: str) -> str:
-    """The canonical name for `name` or one of its aliases; KeyError with close matches otherwise."""
+    """The canonical name for `name` or its alias; otherwise a KeyError with close matches."""
     _load_families()
     if name in _BUILDERS:
         return name

@@ -1,4 +1,4 @@
-"""Loading weights safely: safetensors, or torch files with weights_only=True; timm layouts converted.
+"""Safe weight loading: safetensors or torch files with weights_only=True; timm layouts converted.
 
 Nothing is downloaded unless the user passes an https URL. Mismatches are errors that list what is
 missing, unexpected and mis-shaped, never a silent partial load.
@@ -38,8 +38,10 @@ def read_state_dict(source: str | os.PathLike, sha256: str | None = None) -> dic
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt, truncated or pickled with code: one line, not a traceback
-        raise ValueError(f"cannot read weights from {path}: {type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        raise ValueError(
+            f"cannot read weights from {path}: {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
     return unwrap_state_dict(state, str(path))
 
 
@@ -95,20 +97,25 @@ def load_weights(
     size is skipped (and stays freshly initialised) with a warning; any other mismatch raises a
     ValueError listing missing, unexpected and mis-shaped keys.
     """
-    state = unwrap_state_dict(source) if isinstance(source, dict) else read_state_dict(source, sha256)
+    state = (
+        unwrap_state_dict(source) if isinstance(source, dict) else read_state_dict(source, sha256)
+    )
     if _is_timm_layout(state):
         name = getattr(model, "model_name", None)
         if name is None:
-            raise ValueError("this is a timm checkpoint; build the model with create_model so the "
-                             "converter knows its architecture")
+            raise ValueError(
+                "this is a timm checkpoint; build the model with create_model so the "
+                "converter knows its architecture"
+            )
         state = convert_timm_state_dict(name, state)
     own = model.state_dict()
     head = {k for k in own if k.startswith("classifier.")}
     if ignore_head:
         skipped = [k for k in head if k in state and state[k].shape != own[k].shape]
         if skipped or any(k not in state for k in head):
-            warnings.warn("classifier weights do not match; it keeps its fresh initialisation",
-                          stacklevel=2)
+            warnings.warn(
+                "classifier weights do not match; it keeps its fresh initialisation", stacklevel=2
+            )
         state = {k: v for k, v in state.items() if k not in head}
         for k in head:
             state[k] = own[k]
@@ -116,14 +123,24 @@ def load_weights(
     unexpected = sorted(set(state) - set(own))
     misshaped = sorted(
         f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state) if state[k].shape != own[k].shape
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
     )
     if misshaped or (strict and (missing or unexpected)):
-        parts = [f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                     ("mis-shaped", misshaped)) if keys]
-        hint = "; pass ignore_head=True to re-initialise the classifier" if all(
-            k.startswith("classifier.") for k in [*missing, *unexpected, *misshaped]) else ""
+        parts = [
+            f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("mis-shaped", misshaped),
+            )
+            if keys
+        ]
+        hint = (
+            "; pass ignore_head=True to re-initialise the classifier"
+            if all(k.startswith("classifier.") for k in [*missing, *unexpected, *misshaped])
+            else ""
+        )
         raise ValueError(f"weights do not fit {type(model).__name__}: {'; '.join(parts)}{hint}")
     model.load_state_dict(state, strict=strict)
     return model

@@ -14,7 +14,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def build_for_test(name: str, batch: int = 2, **overrides):
-    """Model `name` in train mode with 7 classes (so a hard-coded 1000 shows) and a min-size input."""
+    """Model `name` with 7 classes (so a hard-coded 1000 shows) and a smallest-size input."""
     torch.manual_seed(0)
     model = lightnets.create_model(name, num_classes=7, **overrides)
     size = model.card.min_input if model.card.embedding_dim else max(model.card.min_input, 32)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import build_for_test, expected_out
 from torch.utils.flop_counter import FlopCounterMode
 
 import lightnets
-from conftest import build_for_test, expected_out
 
 MODELS = lightnets.list_models()
 

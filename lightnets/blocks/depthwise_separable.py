@@ -45,15 +45,24 @@ class DepthwiseSeparableConv2d(nn.Module):
         _checks.positive("out_channels", out_channels)
         self.use_skip = residual and stride == 1 and in_channels == out_channels
         self.dw = ConvNormAct(
-            in_channels, in_channels, act_layer=act_layer, norm_layer=norm_layer,
+            in_channels,
+            in_channels,
+            act_layer=act_layer,
+            norm_layer=norm_layer,
             conv=MixConv2d(in_channels, in_channels, kernels, stride, padding=padding),
         )
         self.se = (
             SqueezeExcite(in_channels, se_channels, se_act or act_layer, se_gate)
-            if se_channels else nn.Identity()
+            if se_channels
+            else nn.Identity()
         )
-        self.pw = ConvNormAct(in_channels, out_channels, act_layer=act_layer if pw_act else None,
-                              norm_layer=norm_layer, padding=padding)
+        self.pw = ConvNormAct(
+            in_channels,
+            out_channels,
+            act_layer=act_layer if pw_act else None,
+            norm_layer=norm_layer,
+            padding=padding,
+        )
         self.drop_path = DropPath(drop_path) if self.use_skip and drop_path else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

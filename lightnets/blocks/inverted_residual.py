@@ -63,20 +63,35 @@ class InvertedResidual(nn.Module):
         mid = mid_channels or make_divisible(in_channels * expand_ratio)
         self.use_skip = skip and stride == 1 and in_channels == out_channels
         self.expand = (
-            ConvNormAct(in_channels, mid, act_layer=act_layer, norm_layer=norm_layer,
-                        conv=pointwise(in_channels, mid, expand_groups, padding))
-            if mid != in_channels else nn.Identity()
+            ConvNormAct(
+                in_channels,
+                mid,
+                act_layer=act_layer,
+                norm_layer=norm_layer,
+                conv=pointwise(in_channels, mid, expand_groups, padding),
+            )
+            if mid != in_channels
+            else nn.Identity()
         )
         self.dw = ConvNormAct(
-            mid, mid, act_layer=act_layer, norm_layer=norm_layer,
+            mid,
+            mid,
+            act_layer=act_layer,
+            norm_layer=norm_layer,
             conv=MixConv2d(mid, mid, kernels, stride, dilation, padding=padding),
         )
         self.se = (
             SqueezeExcite(mid, se_channels, se_act or act_layer, se_gate)
-            if se_channels else nn.Identity()
+            if se_channels
+            else nn.Identity()
         )
-        self.project = ConvNormAct(mid, out_channels, act_layer=None, norm_layer=norm_layer,
-                                   conv=pointwise(mid, out_channels, project_groups, padding))
+        self.project = ConvNormAct(
+            mid,
+            out_channels,
+            act_layer=None,
+            norm_layer=norm_layer,
+            conv=pointwise(mid, out_channels, project_groups, padding),
+        )
         self.drop_path = DropPath(drop_path) if self.use_skip and drop_path else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Primitive layers; each imports only torch. Composites built from them live in lightnets.blocks."""
+"""Primitive layers; each imports only torch. Composites of them live in lightnets.blocks."""
 
 from lightnets.layers.activations import ACTIVATIONS, get_act
 from lightnets.layers.attention import SqueezeExcite

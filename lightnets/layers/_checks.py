@@ -15,7 +15,7 @@ def positive(name: str, value: int) -> int:
 
 
 def odd_kernels(name: str, kernels: int | Sequence[int]) -> tuple[int, ...]:
-    """Kernels as a tuple of positive odd ints (even kernels have no centre, so 'same' is lopsided)."""
+    """Kernels as a tuple of positive odd ints (an even kernel has no centre to pad around)."""
     kernels = (kernels,) if isinstance(kernels, int) else tuple(kernels)
     if not kernels:
         raise ValueError(f"{name} must name at least one kernel size, got {kernels!r}")
@@ -38,5 +38,13 @@ def divisible(name: str, channels: int, groups: int) -> None:
 
 
 def is_tracing() -> bool:
-    """True under torch.fx, TorchScript or torch.compile/export, where Python shape checks can't run."""
+    """True under torch.fx, TorchScript or torch.compile/export: no Python shape checks there."""
     return is_fx_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+
+
+def input_4d(x: torch.Tensor, channels: int, layer: str) -> None:
+    """ValueError for an input that is not (N, channels, H, W); skipped while tracing."""
+    if is_tracing():
+        return
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"{layer} expects input (N, {channels}, H, W), got {tuple(x.shape)}")

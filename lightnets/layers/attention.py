@@ -1,4 +1,4 @@
-"""Squeeze-and-Excitation (Hu et al., arXiv:1709.01507) as used by MnasNet, MixNet and MobileNetV3."""
+"""Squeeze-and-Excitation (Hu et al., arXiv:1709.01507) as in MnasNet, MixNet and MobileNetV3."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ class SqueezeExcite(nn.Module):
     width rounded to 8 (MobileNetV3).
     """
 
-    def __init__(self, channels: int, reduced_channels: int, act_layer=nn.ReLU,
-                 gate: str = "sigmoid"):
+    def __init__(
+        self, channels: int, reduced_channels: int, act_layer=nn.ReLU, gate: str = "sigmoid"
+    ):
         super().__init__()
         _checks.positive("channels", channels)
         _checks.positive("reduced_channels", reduced_channels)

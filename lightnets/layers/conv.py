@@ -12,7 +12,7 @@ from lightnets.layers.padding import conv2d
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round `value` to the nearest multiple of `divisor`, never below 90% of it (MobileNetV2 rule)."""
+    """Round `value` to the nearest multiple of `divisor`, never below 90% of it (MobileNetV2)."""
     min_value = min_value or divisor
     rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
@@ -47,8 +47,16 @@ class ConvNormAct(nn.Sequential):
             _checks.stride(stride)
             _checks.divisible("in_channels", in_channels, groups)
             _checks.divisible("out_channels", out_channels, groups)
-            conv = conv2d(in_channels, out_channels, kernel_size, stride, dilation, groups,
-                          bias=norm_layer is None, padding=padding)
+            conv = conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                dilation,
+                groups,
+                bias=norm_layer is None,
+                padding=padding,
+            )
         self.conv = conv
         self.bn = norm_layer(out_channels) if norm_layer is not None else nn.Identity()
         self.act = make_act(act_layer, out_channels)

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 
 class DropPath(nn.Module):
-    """Zero the branch for a random `p` share of the samples in training; scale the rest by 1/(1-p)."""
+    """In training, zero the branch for a random `p` share of samples; scale the rest by 1/(1-p)."""
 
     def __init__(self, p: float = 0.0):
         super().__init__()

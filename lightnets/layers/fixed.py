@@ -1,6 +1,6 @@
-"""Depthwise convolutions with fixed (non-trainable) kernels, from "Efficient CNN Architecture Design
-Guided by Visualization" (VGNet), arXiv:2207.10318: Gaussian blurs for strided depthwise layers and
-edge detectors (Sobel, Laplacian) where trained networks learned edge-like kernels anyway.
+"""Depthwise convolutions with fixed (non-trainable) kernels, from "Efficient CNN Architecture
+Design Guided by Visualization" (VGNet), arXiv:2207.10318: Gaussian blurs for strided depthwise
+layers and edge detectors (Sobel, Laplacian) where trained networks learn edge-like kernels.
 
 Kernels are buffers, never frozen Parameters: they are saved in the state dict, moved by `.to()`,
 exported to ONNX, and stay out of optimizers and parameter counts.
@@ -73,7 +73,7 @@ class FixedDepthwiseConv2d(nn.Module):
     """Depthwise conv with fixed kernels stored as a buffer (VGNet, arXiv:2207.10318 §3).
 
     (N, C, H, W) -> (N, C, ceil(H/stride), ceil(W/stride)). `kernels` names one kind for every
-    channel, or a bank of kinds tiled over the channels (VGNetF: channel i gets bank[i % len(bank)]).
+    channel, or a bank of kinds tiled over the channels (VGNetF: channel i gets bank[i % len]).
     For "gaussian", `sigma` is one value or a (low, high) range spread linearly over the channels.
     """
 
@@ -92,16 +92,18 @@ class FixedDepthwiseConv2d(nn.Module):
         bank = (kernels,) if isinstance(kernels, str) else tuple(kernels)
         low, high = (sigma, sigma) if isinstance(sigma, (int, float)) else sigma
         sigmas = torch.linspace(low, high, channels).tolist()
-        weight = torch.stack([
-            fixed_kernel(bank[i % len(bank)], kernel_size, sigmas[i]) for i in range(channels)
-        ])
+        weight = torch.stack(
+            [fixed_kernel(bank[i % len(bank)], kernel_size, sigmas[i]) for i in range(channels)]
+        )
         self.channels, self.stride, self.padding = channels, stride, kernel_size // 2
         self.kinds, self.sigma = bank, (low, high)
         self.register_buffer("weight", weight.unsqueeze(1))  # (C, 1, k, k)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, stride=self.stride, padding=self.padding,
-                        groups=self.channels)
+        _checks.input_4d(x, self.channels, "FixedDepthwiseConv2d")
+        return F.conv2d(
+            x, self.weight, stride=self.stride, padding=self.padding, groups=self.channels
+        )
 
     def extra_repr(self) -> str:
         sigma = f", sigma={self.sigma}" if "gaussian" in self.kinds else ""

@@ -1,8 +1,9 @@
 """Mixed depthwise convolution (MDConv) from "MixConv: Mixed Depthwise Convolutional Kernels",
 Tan & Le, BMVC 2019, arXiv:1907.09595.
 
-Channels are split into groups, each group is convolved with its own kernel size, and the outputs are
-concatenated. The equal split gives the remainder to the first group, as the official TF code does.
+Channels are split into groups, each group is convolved with its own kernel size, and the outputs
+are concatenated. The equal split gives the remainder to the first group, as the official TF
+code does.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class MixConv2d(nn.Module):
     """Mixed depthwise (or per-group regular) convolution, MixConv arXiv:1907.09595 §3.
 
     (N, C_in, H, W) -> (N, C_out, ceil(H/stride), ceil(W/stride)). Group i uses `kernel_size[i]` and
-    `dilation[i]`; with depthwise=True each group is a depthwise conv (C_out must equal C_in). A single
-    kernel size builds exactly one convolution and no split/concat.
+    `dilation[i]`; with depthwise=True each group is a depthwise conv (C_out must equal C_in).
+    A single kernel size builds exactly one convolution and no split/concat.
 
     Args:
         kernel_size: odd kernel sizes, one per channel group (an int means one group).
@@ -83,12 +84,21 @@ class MixConv2d(nn.Module):
         self.in_splits = split_channels(in_channels, len(kernels), split)
         self.out_splits = split_channels(out_channels, len(kernels), split)
         self.convs = nn.ModuleList(
-            conv2d(c_in, c_out, k, stride, d, groups=c_in if depthwise else 1, bias=bias,
-                   padding=padding)
+            conv2d(
+                c_in,
+                c_out,
+                k,
+                stride,
+                d,
+                groups=c_in if depthwise else 1,
+                bias=bias,
+                padding=padding,
+            )
             for c_in, c_out, k, d in zip(self.in_splits, self.out_splits, kernels, dilations)
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        _checks.input_4d(x, self.in_channels, "MixConv2d")
         if len(self.convs) == 1:
             return self.convs[0](x)
         parts = torch.split(x, self.in_splits, dim=1)
@@ -98,5 +108,7 @@ class MixConv2d(nn.Module):
     def extra_repr(self) -> str:
         kind = "depthwise" if self.depthwise else "grouped"
         dil = f", dilation={self.dilation}" if any(d > 1 for d in self.dilation) else ""
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}{dil}, splits={self.out_splits}, {kind}, {self.padding}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}{dil}, splits={self.out_splits}, {kind}, {self.padding}"
+        )

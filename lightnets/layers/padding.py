@@ -49,6 +49,8 @@ def conv2d(
     if padding not in ("same", "tf_same"):
         raise ValueError(f"padding must be 'same' or 'tf_same', got {padding!r}")
     if padding == "tf_same" and stride > 1:
-        return TfSameConv2d(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
+        return TfSameConv2d(
+            in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias
+        )
     pad = dilation * (kernel_size - 1) // 2  # stride 1 TF SAME is symmetric for odd kernels
     return nn.Conv2d(in_channels, out_channels, kernel_size, stride, pad, dilation, groups, bias)

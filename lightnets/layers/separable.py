@@ -12,11 +12,18 @@ from lightnets.layers._checks import is_tracing
 class SpatiallySeparableConv2d(nn.Module):
     """k x 1 conv followed by 1 x k conv: 2k instead of k^2 weights per channel pair.
 
-    (N, C_in, H, W) -> (N, C_out, ceil(H/stride), ceil(W/stride)); the stride is applied once per axis.
+    (N, C_in, H, W) -> (N, C_out, ceil(H/stride), ceil(W/stride)); stride applies once per axis.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, bias: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+    ):
         super().__init__()
         _checks.positive("in_channels", in_channels)
         _checks.positive("out_channels", out_channels)
@@ -24,17 +31,19 @@ class SpatiallySeparableConv2d(nn.Module):
         _checks.stride(stride)
         _checks.divisible("in_channels", in_channels, groups)
         _checks.divisible("out_channels", out_channels, groups)
-        self.vertical = nn.Conv2d(in_channels, out_channels, (k, 1), (stride, 1), (k // 2, 0),
-                                  groups=groups, bias=False)
-        self.horizontal = nn.Conv2d(out_channels, out_channels, (1, k), (1, stride), (0, k // 2),
-                                    groups=groups, bias=bias)
+        self.vertical = nn.Conv2d(
+            in_channels, out_channels, (k, 1), (stride, 1), (k // 2, 0), groups=groups, bias=False
+        )
+        self.horizontal = nn.Conv2d(
+            out_channels, out_channels, (1, k), (1, stride), (0, k // 2), groups=groups, bias=bias
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.horizontal(self.vertical(x))
 
 
 class GlobalDepthwiseConv2d(nn.Module):
-    """Depthwise conv whose kernel covers the whole feature map (GDC), then BN: (N, C, H, W) -> (N, C).
+    """Depthwise conv with a kernel as large as the feature map (GDC), then BN: (N, C, H, W) -> (N, C).
 
     Unlike global average pooling it learns a weight per position, which matters for faces, whose
     centre carries more identity than the corners (MobileFaceNet §2.2).
@@ -57,4 +66,3 @@ class GlobalDepthwiseConv2d(nn.Module):
                 f"{tuple(x.shape[-2:])}; the model's input size is fixed"
             )
         return self.bn(self.conv(x)).flatten(1)
-

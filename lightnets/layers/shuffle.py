@@ -22,6 +22,11 @@ class ChannelShuffle(nn.Module):
         self.groups = _checks.positive("groups", groups)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not _checks.is_tracing() and (x.ndim != 4 or x.shape[1] % self.groups):
+            raise ValueError(
+                f"ChannelShuffle({self.groups}) needs (N, C, H, W) with C divisible "
+                f"by {self.groups}, got {tuple(x.shape)}"
+            )
         return channel_shuffle(x, self.groups)
 
     def extra_repr(self) -> str:

@@ -16,7 +16,7 @@ from lightnets.layers._checks import is_tracing
 
 
 class LightNet(nn.Module):
-    """Base for zoo models: (N, in_chans, H, W) -> (N, num_classes), or pooled features if 0 classes.
+    """Base for zoo models: (N, in_chans, H, W) -> (N, num_classes); pooled features if 0 classes.
 
     Args:
         stem, stages, head: modules; `stages` is an nn.Sequential of per-stage nn.Sequentials.
@@ -62,7 +62,7 @@ class LightNet(nn.Module):
         self.classifier = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
 
     def check_input(self, x: Tensor) -> None:
-        """One-line ValueError for a wrong rank, channel count or an image too small to downsample."""
+        """One-line ValueError for a wrong rank or channel count, or an image too small for the net."""
         if is_tracing():
             return
         if x.ndim != 4:
@@ -93,7 +93,9 @@ class LightNet(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier with a freshly initialised one (0: no classifier)."""
         self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.classifier = (
+            nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        )
         if num_classes:
             init_linear(self.classifier)
 
@@ -117,7 +119,8 @@ class FeatureExtractor(nn.Module):
         info = model.feature_info
         if out_indices is None:  # the last stage before each change of resolution, and the last one
             out_indices = [
-                i for i in range(len(info))
+                i
+                for i in range(len(info))
                 if i == len(info) - 1 or info[i + 1]["reduction"] != info[i]["reduction"]
             ]
         bad = [i for i in out_indices if not 0 <= i < len(info)]
@@ -147,7 +150,7 @@ def init_linear(layer: nn.Linear) -> None:
 
 
 def init_weights(model: nn.Module) -> None:
-    """He-normal (fan-out) convs, unit/zero norms, uniform classifier: the MobileNet/MixNet recipe."""
+    """He-normal (fan-out) convs, unit/zero norms, uniform classifier (MobileNet/MixNet recipe)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
@@ -159,4 +162,3 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
             init_linear(m)
-

@@ -20,7 +20,7 @@ _RULES: dict[str, list[tuple[re.Pattern, str]]] = {}
 
 
 def register_timm_rules(names: Iterable[str], rules: Rules) -> None:
-    """Use `rules` (full-match regex -> replacement, first match wins) for lightnets models `names`."""
+    """Use `rules` (full-match regex -> replacement; first match wins) for the models `names`."""
     compiled = [(re.compile(pattern), repl) for pattern, repl in rules]
     for name in names:
         _RULES[name] = compiled
