@@ -43,7 +43,7 @@ class SpatiallySeparableConv2d(nn.Module):
 
 
 class GlobalDepthwiseConv2d(nn.Module):
-    """Depthwise conv with a kernel as large as the feature map (GDC), then BN: (N, C, H, W) -> (N, C).
+    """Depthwise conv as large as the feature map (GDC), then BN: (N, C, H, W) -> (N, C).
 
     Unlike global average pooling it learns a weight per position, which matters for faces, whose
     centre carries more identity than the corners (MobileFaceNet §2.2).

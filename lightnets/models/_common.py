@@ -62,7 +62,7 @@ class LightNet(nn.Module):
         self.classifier = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
 
     def check_input(self, x: Tensor) -> None:
-        """One-line ValueError for a wrong rank or channel count, or an image too small for the net."""
+        """One-line ValueError for a wrong rank or channel count, or an image too small."""
         if is_tracing():
             return
         if x.ndim != 4:
