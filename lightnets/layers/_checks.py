@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch.fx._symbolic_trace import is_fx_tracing
+
+try:  # torch >= 2.6; the older name logs a warning on every call there
+    from torch.fx._symbolic_trace import is_fx_symbolic_tracing as is_fx_tracing
+except ImportError:  # pragma: no cover
+    from torch.fx._symbolic_trace import is_fx_tracing
 
 
 def positive(name: str, value: int) -> int:
