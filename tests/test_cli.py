@@ -1,0 +1,59 @@
+"""The `lightnets` entry point: version, help, dispatch and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import lightnets
+from lightnets import cli
+from lightnets.tools import layers_table
+
+
+def test_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"lightnets {lightnets.__version__}"
+
+
+def test_help_lists_every_command(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in cli.COMMANDS)
+
+
+def test_unknown_command_is_an_error(capsys):
+    assert cli.main(["trian"]) == 2
+    assert "unknown command 'trian'" in capsys.readouterr().err
+
+
+def test_layers_table_lists_every_layer_with_its_paper(capsys):
+    assert cli.main(["layers"]) == 0
+    out = capsys.readouterr().out
+    for name, module, paper, _ in layers_table.LAYERS:
+        assert f"lightnets.{module}.{name}" in out
+        assert paper in out
+
+
+def test_models_unknown_pattern_is_one_line_error(capsys):
+    assert cli.main(["models", "no_such_net*"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lightnets models: error:") and "\n" not in err
+
+
+def test_import_lightnets_stays_light():
+    code = (
+        "import sys, lightnets; lightnets.list_models();"
+        "heavy = [m for m in ('matplotlib', 'onnx', 'onnxruntime', 'PIL', 'sklearn') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_unknown_flag_exits_with_usage_error(capsys):
+    with pytest.raises(SystemExit) as err:
+        cli.main(["layers", "--bogus"])
+    assert err.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
