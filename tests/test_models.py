@@ -123,3 +123,22 @@ def test_macs_match_the_reference(name):
 def test_unknown_name_suggests_close_ones():
     with pytest.raises(KeyError, match="did you mean"):
         lightnets.create_model(MODELS[0] + "x")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_grayscale_input(name):
+    model, x = build_for_test(name, in_chans=1)
+    assert model(x).shape == (2, expected_out(model))
+
+
+# MobileFaceNet's GDC head fixes its input at 112x112, so it has no small-input mode
+SMALL_INPUT = [n for n in MODELS if lightnets.model_card(n).embedding_dim is None]
+
+
+@pytest.mark.parametrize("name", SMALL_INPUT)
+def test_small_input_stem_halves_the_minimum(name):
+    default = lightnets.create_model(name, num_classes=7)
+    small = lightnets.create_model(name, num_classes=7, small_input=True).eval()
+    assert small.min_input < default.min_input
+    x = torch.randn(1, small.in_chans, small.min_input, small.min_input)
+    assert small(x).shape == (1, 7)
