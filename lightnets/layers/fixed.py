@@ -46,12 +46,15 @@ STENCILS = {
     "laplacian4": [[0, 1, 0], [1, -4, 1], [0, 1, 0]],
     "laplacian8": [[1, 1, 1], [1, -8, 1], [1, 1, 1]],
     "identity": [[0, 0, 0], [0, 1, 0], [0, 0, 0]],
+    # Roberts cross, anchored at the centre pixel (VGNetF's edge bank)
+    "roberts_x": [[0, 0, 0], [0, 1, 0], [0, 0, -1]],
+    "roberts_y": [[0, 0, 0], [0, 0, 1], [0, -1, 0]],
 }
 KINDS = (*STENCILS, "laplacian", "gaussian", "box")
 
 
 def fixed_kernel(kind: str, size: int = 3, sigma: float = 1.0) -> Tensor:
-    """One (size, size) kernel by name: gaussian, box, sobel_x, sobel_y, laplacian4/8, identity."""
+    """One (size, size) kernel by name: gaussian, box, sobel_x/y, laplacian4/8, roberts_x/y, ..."""
     if kind == "gaussian":
         return gaussian_kernel(size, sigma)
     if kind == "box":

@@ -1,1 +1,2 @@
 """Model families; importing this package registers every model (one import line per family)."""
+from lightnets.models import vgnet  # noqa: F401
