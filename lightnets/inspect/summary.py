@@ -53,12 +53,13 @@ def summary_lines(
 ) -> list[str]:
     """Short text: totals, one line per stage, the strided/non-strided low-frequency shares."""
     kernels = sum(r["channels"] for r in rows)
+    fixed = sum(r["channels"] for r in rows if r["fixed"])
     sizes = sorted({r["kernel_size"] for r in rows})
     total = class_shares(rows)
     chance = {c: _weighted(rows, f"chance_{c}") for c in CLASSES[:3]}
     lines = [
         f"{name}: {len(rows)} depthwise layers, {kernels} kernels (k = "
-        f"{', '.join(map(str, sizes))}); "
+        f"{', '.join(map(str, sizes))}{f'; {fixed} fixed' if fixed else ''}); "
         + ", ".join(f"{_pct(total[c])} {WORDS[c]}" for c in CLASSES)
         + " (chance: "
         + ", ".join(f"{_pct(chance[c])} {c}" for c in CLASSES[:3])

@@ -96,12 +96,16 @@ def _entries(args: argparse.Namespace) -> tuple[dict[str, nn.Module], dict]:
                 except KeyError:
                     pass  # a path with a colon in it
             pairs.append((name, ckpt))
+    labels = args.labels or [None] * len(pairs)
+    if len(labels) != len(pairs):
+        raise ValueError(f"--labels needs {len(pairs)} names, one per model, got {len(labels)}")
     models, config = {}, {}
-    for name, ckpt in pairs:
-        tag = "random init" if ckpt in (None, "random") else Path(ckpt).name
-        label = f"{name} ({tag})"
+    for (name, ckpt), label in zip(pairs, labels):
+        if label is None:
+            tag = "random init" if ckpt in (None, "random") else Path(ckpt).name
+            label = f"{name} ({tag})" if f"{name} ({tag})" not in models else f"{name} ({ckpt})"
         if label in models:
-            label = f"{name} ({ckpt})"
+            raise ValueError(f"--labels must differ, got {label!r} twice")
         models[label], cfg = build(name, ckpt, args)
         config = config or cfg
     return models, config
@@ -122,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         nargs=2,
         metavar=("A", "B"),
         help="two checkpoints (or `random`, or NAME:CHECKPOINT) side by side",
+    )
+    common.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="LABEL",
+        help="names for the models in titles, summaries and file names (one per model)",
     )
     common.add_argument(
         "--num-classes",
