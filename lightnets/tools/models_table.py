@@ -32,11 +32,11 @@ def rows(pattern: str, measure: bool) -> list[dict]:
             "aliases": ", ".join(card.aliases),
         }
         if measure:
-            from lightnets.profiling import count_macs, count_params
+            from lightnets.profiling import count_macs, count_params, example_input
 
-            model = lightnets.create_model(name).eval()
-            row["params_m"] = count_params(model)["trainable"] / 1e6
-            row["macs_m"] = count_macs(model, card.input_size) / 1e6
+            model = lightnets.create_model(name)
+            row["params_m"] = count_params(model).trainable / 1e6
+            row["macs_m"] = count_macs(model, example_input(model, card.input_size)).macs / 1e6
         out.append(row)
     return out
 
