@@ -4,6 +4,12 @@ Tan & Le, BMVC 2019, arXiv:1907.09595.
 Channels are split into groups, each group is convolved with its own kernel size, and the outputs
 are concatenated. The equal split gives the remainder to the first group, as the official TF
 code does.
+
+The same function can run as ONE convolution: zero-pad every group's kernel (centred) to the
+largest size and stack them. `impl="merged"` assembles that kernel from the real weights on each
+forward (the padding is not a parameter, so gradients reach only the real weights); it costs extra
+MACs on the zeros but saves the split, the concat and the per-group launches. `impl="auto"` times
+both on the current device and input shape once and caches the winner.
 """
 
 from __future__ import annotations
@@ -11,12 +17,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightnets.layers import _checks
-from lightnets.layers.padding import conv2d
+from lightnets.layers.padding import conv2d, pad_tf_same
 
 SPLITS = ("equal", "exponential")
+IMPLS = ("split", "merged", "auto")
+DEFAULT_IMPL = "split"  # chosen by measurement; see benchmarks/deploy.py --mixconv
+
+# (layer config, device, input shape, dtype, grad) -> "split" | "merged", shared by equal layers
+_AUTO_CHOICES: dict[tuple, str] = {}
 
 
 def split_channels(channels: int, groups: int, split: str = "equal") -> list[int]:
@@ -39,6 +51,22 @@ def split_channels(channels: int, groups: int, split: str = "equal") -> list[int
     return sizes
 
 
+def pad_kernel(weight: Tensor, kernel: int, size: int, dilation: int = 1) -> Tensor:
+    """(O, I, k, k) -> (O, I, size, size): dilated by inserting zeros, then centred in zeros.
+
+    A conv with the result and padding (size - 1) // 2 equals the original conv with padding
+    dilation * (k - 1) // 2, because the centre tap stays at the centre. Differentiable in
+    `weight`; sizes come from the ints, not from `weight.shape`, so that torch.fx can trace it.
+    """
+    if dilation > 1:  # (O, I, k, 1, k, 1) -> zeros after each tap -> (O, I, k*d, k*d), cropped
+        extent = dilation * (kernel - 1) + 1
+        weight = F.pad(weight[:, :, :, None, :, None], [0, dilation - 1, 0, 0, 0, dilation - 1])
+        weight = weight.flatten(4, 5).flatten(2, 3)[..., :extent, :extent]
+        kernel = extent
+    margin = (size - kernel) // 2
+    return F.pad(weight, [margin] * 4) if margin else weight
+
+
 class MixConv2d(nn.Module):
     """Mixed depthwise (or per-group regular) convolution, MixConv arXiv:1907.09595 §3.
 
@@ -51,6 +79,9 @@ class MixConv2d(nn.Module):
         dilation: one int for all groups or one per group.
         split: "equal" or "exponential" channel partition.
         padding: "same" (symmetric) or "tf_same" (TensorFlow's asymmetric SAME for stride 2).
+        impl: "split" (one conv per group + concat), "merged" (one conv on the zero-padded
+            kernels, see `merged_weight`) or "auto" (the faster of the two, measured once per
+            device and input shape). All three compute the same function with the same weights.
     """
 
     def __init__(
@@ -64,6 +95,7 @@ class MixConv2d(nn.Module):
         depthwise: bool = True,
         padding: str = "same",
         bias: bool = False,
+        impl: str = DEFAULT_IMPL,
     ):
         super().__init__()
         kernels = _checks.odd_kernels("kernel_size", kernel_size)
@@ -96,14 +128,103 @@ class MixConv2d(nn.Module):
             )
             for c_in, c_out, k, d in zip(self.in_splits, self.out_splits, kernels, dilations)
         )
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        if impl == "merged" and self.merge_blocker():
+            raise ValueError(f"impl='merged' is not exact here: {self.merge_blocker()}")
+        self.impl = impl
+
+    # ------------------------------------------------------------------ the merged form
+
+    def merge_blocker(self) -> str | None:
+        """Why one convolution cannot reproduce this layer exactly, or None if it can."""
+        if self.padding == "tf_same" and self.stride > 1:
+            # TF SAME pads (out-1)*s + k - size, clamped at 0. Centring k in K adds (K-k)/2 on
+            # both sides, which is exact unless the clamp bites: a 1x1 kernel at stride 2 on an
+            # even size needs -1 (no pad) while the merged kernel would pad one pixel.
+            small = [k for k, d in zip(self.kernel_size, self.dilation) if d * (k - 1) + 1 < 2]
+            if small and len(set(self.kernel_size)) > 1:
+                return f"tf_same at stride {self.stride} with kernel 1 beside larger ones"
+        return None
+
+    @property
+    def merged_dilation(self) -> int:
+        """Dilation of the merged conv: the common one, or 1 when kernels are dilated explicitly."""
+        return self.dilation[0] if len(set(self.dilation)) == 1 else 1
+
+    @property
+    def merged_kernel_size(self) -> int:
+        d = self.merged_dilation
+        return max((di * (k - 1)) // d + 1 for k, di in zip(self.kernel_size, self.dilation))
+
+    @property
+    def merged_groups(self) -> int:
+        """Depthwise: C. Equal splits: one group per split. Unequal: 1 (block-diagonal kernel)."""
+        if self.depthwise:
+            return self.in_channels
+        even = len(set(self.in_splits)) == 1 and len(set(self.out_splits)) == 1
+        return len(self.convs) if even else 1
+
+    def merged_weight(self) -> Tensor:
+        """The single kernel (C_out, C_in / merged_groups, K, K) equal to all groups together."""
+        size, common = self.merged_kernel_size, self.merged_dilation
+        kernels = [
+            pad_kernel(conv.weight, k, size, d // common)
+            for conv, k, d in zip(self.convs, self.kernel_size, self.dilation)
+        ]
+        if self.merged_groups == 1 and len(kernels) > 1:  # unequal splits: block-diagonal
+            starts = [sum(self.in_splits[:i]) for i in range(len(kernels))]
+            kernels = [
+                F.pad(kernel, [0, 0, 0, 0, start, self.in_channels - start - c_in])
+                for kernel, start, c_in in zip(kernels, starts, self.in_splits)
+            ]
+        return torch.cat(kernels, 0)
+
+    def merged_bias(self) -> Tensor | None:
+        if self.convs[0].bias is None:
+            return None
+        return torch.cat([conv.bias for conv in self.convs], 0)
+
+    def _forward_merged(self, x: Tensor) -> Tensor:
+        size, d = self.merged_kernel_size, self.merged_dilation
+        if self.padding == "tf_same" and self.stride > 1:
+            x, pad = pad_tf_same(x, size, self.stride, d), 0
+        else:
+            pad = d * (size - 1) // 2
+        return F.conv2d(
+            x,
+            self.merged_weight(),
+            self.merged_bias(),
+            self.stride,
+            pad,
+            d,
+            self.merged_groups,
+        )
+
+    def _forward_split(self, x: Tensor) -> Tensor:
+        parts = torch.split(x, self.in_splits, dim=1)
+        # index rather than zip over `parts`, so that torch.fx can trace it
+        return torch.cat([conv(parts[i]) for i, conv in enumerate(self.convs)], dim=1)
+
+    def _auto_choice(self, x: Tensor) -> str:
+        """The faster impl for this input, timed once (forward, plus backward when training)."""
+        if self.merge_blocker():
+            return "split"
+        if _checks.is_tracing():  # no timing on symbolic shapes: reuse this layer's last choice
+            return getattr(self, "_last_choice", "split")
+        grad = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        key = (self.extra_repr(), x.device.type, tuple(x.shape), x.dtype, grad)
+        if key not in _AUTO_CHOICES:
+            _AUTO_CHOICES[key] = _time_impls(self, x, grad)
+        self._last_choice = _AUTO_CHOICES[key]
+        return self._last_choice
 
     def forward(self, x: Tensor) -> Tensor:
         _checks.input_4d(x, self.in_channels, "MixConv2d")
         if len(self.convs) == 1:
             return self.convs[0](x)
-        parts = torch.split(x, self.in_splits, dim=1)
-        # index rather than zip over `parts`, so that torch.fx can trace it
-        return torch.cat([conv(parts[i]) for i, conv in enumerate(self.convs)], dim=1)
+        impl = self._auto_choice(x) if self.impl == "auto" else self.impl
+        return self._forward_merged(x) if impl == "merged" else self._forward_split(x)
 
     def extra_repr(self) -> str:
         kind = "depthwise" if self.depthwise else "grouped"
@@ -111,4 +232,25 @@ class MixConv2d(nn.Module):
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}{dil}, splits={self.out_splits}, {kind}, {self.padding}"
+            + ("" if self.impl == "split" else f", impl={self.impl}")
         )
+
+
+def _time_impls(layer: MixConv2d, x: Tensor, grad: bool) -> str:
+    """Time split vs merged on `x` with torch.utils.benchmark (min of interleaved runs)."""
+    from torch.utils import benchmark
+
+    params = [p for p in layer.parameters() if p.requires_grad]
+    x = x.detach()
+
+    def step(forward):
+        out = forward(x)
+        if grad:  # autograd.grad, not backward: the layer's .grad fields stay untouched
+            torch.autograd.grad(out, params, torch.ones_like(out))
+
+    best = {}
+    for _ in range(3):  # interleaved, so a burst of machine noise hits both
+        for name, forward in (("split", layer._forward_split), ("merged", layer._forward_merged)):
+            t = benchmark.Timer("step(f)", globals={"step": step, "f": forward}).timeit(2)
+            best[name] = min(best.get(name, float("inf")), t.median)
+    return min(best, key=best.get)
