@@ -415,3 +415,62 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     code = cli_main(["inspect", "kernels", "squeezenet_1_1", "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "squeezenet_1_1 has no depthwise convolution" in err and "\n" not in err
+
+
+def test_cli_reads_a_train_style_safetensors_checkpoint(tmp_path, capsys):
+    # `lightnets train` writes model.safetensors (keys sorted alphabetically) with its config in
+    # the metadata; the model must be rebuilt with that config: grey input, 4 classes, small stem
+    from safetensors.torch import save_file
+
+    model = lightnets.create_model("mobilenet_v2_w035", num_classes=4, in_chans=1, small_input=True)
+    config = {
+        "model": "mobilenet_v2_w035",
+        "num_classes": None,
+        "in_chans": 1,
+        "img_size": 32,
+        "small_input": None,
+    }
+    run = tmp_path / "run" / "best"
+    run.mkdir(parents=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(run / "model.safetensors"), {"config": json.dumps(config)})
+    (run / "state.pt").write_bytes(b"")
+    out = tmp_path / "o"
+    assert (
+        cli_main(
+            [
+                "inspect",
+                "kernels",
+                "mobilenet_v2_w035",
+                "--checkpoint",
+                str(run),
+                "-o",
+                str(out),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), 200, dtype=np.uint8)).save(tmp_path / "digit.png")
+    assert (
+        cli_main(
+            [
+                "inspect",
+                "features",
+                "mobilenet_v2_w035",
+                "--checkpoint",
+                str(run),
+                "--image",
+                str(tmp_path / "digit.png"),
+                "-o",
+                str(out),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
+    sim = json.loads((out / "similarity.json").read_text())
+    assert len(next(iter(sim.values()))["layers"]) == 18
+    capsys.readouterr()

@@ -39,13 +39,14 @@ def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def _infer_shapes(state: dict[str, torch.Tensor]) -> dict:
-    """num_classes from the classifier, in_chans from the first convolution."""
+    """num_classes from the classifier, in_chans from the stem's first convolution (safetensors
+    files list keys alphabetically, so "first in the file" is not "first in the network")."""
     out = {}
     if "classifier.weight" in state:
         out["num_classes"] = state["classifier.weight"].shape[0]
-    first = next((v for v in state.values() if v.ndim == 4), None)
-    if first is not None:
-        out["in_chans"] = first.shape[1]
+    stem = sorted(k for k, v in state.items() if k.startswith("stem.") and v.ndim == 4)
+    if stem:
+        out["in_chans"] = state[stem[0]].shape[1]
     return out
 
 
@@ -73,7 +74,8 @@ def build(
         if small:
             kwargs["small_input"] = True
         if not lightnets.weights._is_timm_layout(state):
-            kwargs.update(_infer_shapes(state))
+            for key, value in _infer_shapes(state).items():
+                kwargs[key] = cfg.get(key) or value
     torch.manual_seed(args.seed)
     model = lightnets.create_model(name, **{k: v for k, v in kwargs.items() if v is not None})
     if state is not None and load:
