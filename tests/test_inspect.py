@@ -79,8 +79,8 @@ def test_collect_finds_conv_mixconv_groups_and_fixed_buffers_in_order():
     assert [r.fixed for r in records.values()] == [False, False, False, False, True]
     assert [r.group for r in records.values()] == [None, 0, 1, 2, None]
     assert records["2.convs.1"].parent == "2"
-    # resolution level for plain modules: +1 at every strided layer
-    assert [r.stage for r in records.values()] == [0, 1, 2, 3, 4]
+    # resolution level for plain modules: +1 at every strided layer (a MixConv2d counts once)
+    assert [r.stage for r in records.values()] == [0, 1, 1, 1, 2]
     for i, conv in enumerate(model[2].convs):
         assert torch.equal(records[f"2.convs.{i}"].weight, conv.weight[:, 0])
     assert torch.equal(records["4"].weight, model[4].weight[:, 0])
@@ -474,3 +474,17 @@ def test_cli_reads_a_train_style_safetensors_checkpoint(tmp_path, capsys):
     sim = json.loads((out / "similarity.json").read_text())
     assert len(next(iter(sim.values()))["layers"]) == 18
     capsys.readouterr()
+
+
+def test_feature_report_on_a_plain_module_uses_its_depthwise_layers(tmp_path):
+    from lightnets.inspect import feature_report
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 1), depthwise(8), nn.ReLU(), MixConv2d(8, 8, (3, 5), stride=2), depthwise(8)
+    )
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    report = feature_report({"toy": model}, x, tmp_path, max_channels=4)
+    layers = json.loads((tmp_path / "similarity.json").read_text())["toy"]["layers"]
+    assert layers == ["1", "3", "4"]  # the MixConv2d as one layer, not per kernel-size group
+    assert len(list(tmp_path.glob("features_stage_*.png"))) == 2  # resolution levels 0 and 1
+    assert any("neighbouring layers" in line for line in report.lines)

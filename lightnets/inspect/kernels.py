@@ -136,7 +136,7 @@ def collect_depthwise_kernels(model: nn.Module) -> OrderedDict[str, DepthwiseKer
     records: OrderedDict[str, DepthwiseKernels] = OrderedDict()
     level = 0
     for name, weight, stride, fixed, dilation, group, parent in found:
-        level += stride > 1
+        level += stride > 1 and not group  # a MixConv2d downsamples once, not once per group
         stage = _stage_of(name, num_stages)
         w = weight.detach().to("cpu", torch.float32).reshape(-1, *weight.shape[-2:]).clone()
         records[name] = DepthwiseKernels(
