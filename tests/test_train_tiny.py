@@ -6,7 +6,7 @@ from torch import nn
 class Tiny(nn.Module):
     """conv-norm-relu x3 (one depthwise) -> pool -> dropout -> linear; 16 px inputs are enough."""
 
-    def __init__(self, num_classes=10, in_chans=3, width=16, norm="bn", probe=None):
+    def __init__(self, num_classes=10, in_chans=3, width=16, norm="bn", probe=None, drop=0.1):
         super().__init__()
         w = width
         norm_layer = nn.BatchNorm2d if norm == "bn" else (lambda c: nn.GroupNorm(4, c))
@@ -26,7 +26,7 @@ class Tiny(nn.Module):
         )
         self.probe = probe if probe is not None else nn.Identity()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(0.1)
+        self.dropout = nn.Dropout(drop)
         self.classifier = nn.Linear(4 * w, num_classes)
 
     def forward(self, x):

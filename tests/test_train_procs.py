@@ -1,0 +1,201 @@
+"""Multi-process training tests (slow): SIGKILL then resume, and DDP with 2 gloo processes.
+
+Each test starts real processes (python / torchrun) on the tiny network of test_train_tiny.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from test_train import make_folder, max_diff, tiny_cfg, weights
+from test_train_tiny import Tiny
+
+from lightnets.train import checkpoint as ckpt
+from lightnets.train.cli import train
+from lightnets.train.config import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def one_thread():  # like the child processes (OMP_NUM_THREADS=1), see test_train.py
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TESTS = Path(__file__).resolve().parent
+
+SCRIPT = """
+import json, sys
+import torch
+import torch.distributed as dist
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from test_train_tiny import Tiny
+from lightnets.train.cli import train
+from lightnets.train.config import TrainConfig, resume_config
+
+cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
+if cfg.resume:
+    cfg = resume_config(cfg.resume, {{"resume": cfg.resume}})
+spread = []
+
+def check(model, step):  # max difference of all weights and buffers between the two ranks
+    if dist.is_initialized():
+        flat = torch.cat([t.detach().float().flatten() for t in model.state_dict().values()])
+        both = [torch.empty_like(flat) for _ in range(dist.get_world_size())]
+        dist.all_gather(both, flat)
+        spread.append(float((both[0] - both[1]).abs().max()))
+
+torch.manual_seed(0)
+result = train(cfg, model=Tiny(**json.loads(sys.argv[2])), on_step=check)
+rank = dist.get_rank() if dist.is_initialized() else int(__import__("os").environ.get("RANK", 0))
+with open(f"{{sys.argv[3]}}/rank{{rank}}.json", "w") as f:
+    json.dump({{"spread": spread, "history": result.history}}, f)
+"""
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "run_tiny.py"
+    path.write_text(SCRIPT.format(tests=str(TESTS)))
+    return path
+
+
+def env1():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, script):
+    cfg = tiny_cfg(tmp_path, "killed", epochs=2, checkpoint_every=10, ema_decay=0.99)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), json.dumps(cfg.to_dict()), "{}", str(tmp_path)],
+        env=env1(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline, step = time.time() + 240, 0
+    while step < 50 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        found = ckpt.find_checkpoint(Path(cfg.run_dir))
+        try:
+            step = ckpt.load_state(found)["global_step"] if found else 0
+        except (FileNotFoundError, RuntimeError, EOFError):  # caught mid-swap: look again
+            continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+    state = ckpt.load_state(ckpt.find_checkpoint(Path(cfg.run_dir)))
+    # killed in epoch 2 (44 steps an epoch), at most checkpoint_every steps lost
+    assert state["epoch"] == 1 and state["step_in_epoch"] > 0 and state["global_step"] % 10 == 0
+
+    resume = {**cfg.to_dict(), "resume": cfg.run_dir}
+    done = subprocess.run(
+        [sys.executable, str(script), json.dumps(resume), "{}", str(tmp_path)],
+        env=env1(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    # the reference runs in the same kind of process (one thread): same float rounding
+    straight = {**cfg.to_dict(), "run_dir": str(tmp_path / "straight")}
+    done = subprocess.run(
+        [sys.executable, str(script), json.dumps(straight), "{}", str(tmp_path)],
+        env=env1(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert max_diff(weights(straight["run_dir"]), weights(cfg.run_dir)) <= 1e-6
+    assert ckpt.load_state(Path(cfg.run_dir) / "last")["epoch"] == 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path, script):
+    # GroupNorm and no dropout: a sample's gradient does not depend on which rank holds it, so
+    # DDP (2 x 16) must equal one process with batch 32 up to float summation order
+    model_kw = {"norm": "gn", "drop": 0.0}
+    cfg = tiny_cfg(tmp_path, "ddp", epochs=1, batch_size=32)
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        str(script),
+        json.dumps(cfg.to_dict()),
+        json.dumps(model_kw),
+        str(out),
+    ]
+    done = subprocess.run(cmd, env=env1(), capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]["spread"]) == 1438 // 32 and max(ranks[0]["spread"]) == 0.0
+    torch.manual_seed(0)
+    single = train(tiny_cfg(tmp_path, "single", epochs=1, batch_size=32), model=Tiny(**model_kw))
+    ddp_w, one_w = weights(cfg.run_dir), weights(single.run_dir)
+    assert not any(k.startswith("module.") for k in ddp_w)
+    diff = max_diff(ddp_w, one_w)
+    print(f"DDP 2x16 vs 1x32 after {len(ranks[0]['spread'])} steps: max weight diff {diff:.2e}")
+    assert diff < 1e-5  # measured 4.0e-07
+    ddp_h, one_h = ranks[0]["history"][0], single.history[0]
+    assert ddp_h["val_acc"] == pytest.approx(one_h["val_acc"], abs=0.3)  # at most 1 of 359
+    assert ddp_h["train_loss"] == pytest.approx(one_h["train_loss"], rel=1e-3)
+
+
+def test_torchrun_cli_with_a_zoo_model(tmp_path):
+    make_folder(tmp_path / "data", per_class=8, size=32)
+    run = tmp_path / "run"
+    base = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+        "lightnets",
+        "train",
+        "--data",
+        str(tmp_path / "data"),
+        "--img-size",
+        "32",
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--run-dir",
+        str(run),
+    ]
+    bad = subprocess.run(
+        [*base, "--batch-size", "5"], env=env1(), capture_output=True, text=True, timeout=300
+    )
+    assert bad.returncode != 0 and "--batch-size 5 is not divisible by the 2" in bad.stderr
+    assert not run.exists()
+    done = subprocess.run(
+        [*base, "--batch-size", "4"], env=env1(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("epoch 1/1") == 1  # only rank 0 reports (and writes)
+    assert not any(k.startswith("module.") for k in weights(run))
+    assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())).batch_size == 4
