@@ -272,6 +272,7 @@ class Latency:
     runs: int  # timed calls, after the warm-up
     warmup: int
     threads: int
+    blocks: int = 1  # timed blocks of `runs // blocks` calls; the median and IQR are over blocks
 
     @property
     def throughput(self) -> float:
@@ -306,7 +307,13 @@ def measure_latency(
     timer = benchmark.Timer(stmt="fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
     m = timer.blocked_autorange(min_run_time=min_run_time)
     return Latency(
-        m.median, m.iqr, x.shape[0], m.number_per_run * len(m.raw_times), warmup, threads
+        median_s=m.median,
+        iqr_s=m.iqr,
+        batch=x.shape[0],
+        runs=m.number_per_run * len(m.raw_times),
+        warmup=warmup,
+        threads=threads,
+        blocks=len(m.raw_times),
     )
 
 
@@ -446,6 +453,9 @@ class ModelProfile:
     runtime: str
 
 
+MIN_BLOCKS_FOR_IQR = 4
+
+
 def _diff_pct(ours: float, paper: float | None) -> float | None:
     return None if not paper else 100.0 * (ours - paper) / paper
 
@@ -524,7 +534,8 @@ def profile_model(
         all_ops_m=macs.all_ops / 1e6,
         peak_mem_mb=peak / 2**20,
         latency_ms=latency.median_s * 1e3,
-        latency_iqr_ms=latency.iqr_s * 1e3,
+        # a spread needs a few samples; a call slower than min_run_time gives only one or two
+        latency_iqr_ms=latency.iqr_s * 1e3 if latency.blocks >= MIN_BLOCKS_FOR_IQR else None,
         throughput_ips=throughput.throughput if throughput else None,
         paper_params_m=paper_params,
         d_params_pct=_diff_pct(params.learned / 1e6, paper_params),

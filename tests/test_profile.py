@@ -434,3 +434,9 @@ def test_missing_runtime_package_names_the_pip_extra(monkeypatch):
     )
     with pytest.raises(ImportError, match=r"pip install lightnets\[onnx\]"):
         P.check_runtime("onnxruntime")
+
+
+def test_cli_cuda_without_cuda_is_exit_2(tiny, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run_cli(capsys, tiny, "--device", "cuda")
+    assert code == 2 and "CUDA is not available" in err and err.count("\n") == 1

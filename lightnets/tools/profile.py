@@ -68,7 +68,8 @@ COLUMNS = (
            "(activations, temporaries, output; not weights or input), MiB."),
     Column("latency_ms",     "ms",           ".2f",
            "ms / IQR: median and interquartile range of latency at the small batch "
-           "(torch.utils.benchmark blocked_autorange after warm-up, fixed threads)."),
+           "(torch.utils.benchmark blocked_autorange after warm-up, fixed threads); no IQR from "
+           "fewer than 4 timed blocks."),
     Column("latency_iqr_ms", "IQR",          ".2f"),
     Column("throughput_ips", "img/s",        ".0f",
            "img/s: images per second at the large batch (median)."),
