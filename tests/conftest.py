@@ -12,6 +12,10 @@ import lightnets
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# Test tensors are tiny: one thread avoids OpenMP start-up and contention costs that made the
+# suite 3-20x slower on 2 shared cores. Timing belongs in benchmarks/, not here.
+torch.set_num_threads(1)
+
 
 def build_for_test(name: str, batch: int = 2, **overrides):
     """Model `name` with 7 classes (so a hard-coded 1000 shows) and a smallest-size input."""
