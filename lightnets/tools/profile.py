@@ -423,6 +423,7 @@ def plot_pareto(profiles: list[P.ModelProfile], path: str) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         raise ImportError("--plot needs matplotlib: pip install lightnets[plot]") from None
     points = [p for p in profiles if p.paper_top1 is not None]
@@ -455,9 +456,14 @@ def plot_pareto(profiles: list[P.ModelProfile], path: str) -> None:
             *zip(*front), where="post", color="tab:orange", lw=1, zorder=2, label="Pareto front"
         )
         ax.set_xscale("log")
+        ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="x", which="both", labelsize=8)
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     axes[0].set_ylabel("paper ImageNet top-1 (%)")
     machine = P.machine_info(points[0].device, points[0].threads, points[0].runtime)
     fig.suptitle(
