@@ -456,3 +456,38 @@ def test_export_cli_unwritable_path_fails_before_exporting(where, tmp_path, caps
     assert cli(["export", REPRESENTATIVE[0], "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lightnets export: error: -o ") and err.count("\n") == 1, err
+
+
+# ------------------------------------------------------------------ beyond: layout, OpenVINO
+
+
+def test_align_channels_is_exact_and_leaves_no_misaligned_grouped_conv():
+    from lightnets.deploy.layout import align_channels
+    from lightnets.layers import SqueezeExcite
+
+    model = randomize_norms(lightnets.create_model("mixnet_s", num_classes=7)).eval()
+    fused = reparameterize(model)
+    aligned = align_channels(fused, block=16)
+    for m in aligned.modules():
+        if isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels:
+            assert (m.in_channels // m.groups) % 16 == 0 and (m.out_channels // m.groups) % 16 == 0
+        if isinstance(m, SqueezeExcite):
+            assert m.reduce.out_channels % 16 == 0 and m.expand.in_channels % 16 == 0
+    grouped = [
+        m for m in fused.modules() if isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels
+    ]
+    assert grouped  # MixNet-S has split 1x1 convs to align in the first place
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert relative_error(aligned(x), model(x)) < 1e-5
+
+
+def test_openvino_runs_the_reparameterized_export(tmp_path):
+    pytest.importorskip("openvino")  # optional extra: pip install lightnets[openvino]
+    from lightnets.deploy import export_onnx
+    from lightnets.deploy.openvino import openvino_parity
+
+    model = randomize_norms(lightnets.create_model("mixnet_s", num_classes=7)).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(reparameterize(model), path, 64, reference=model)
+    assert openvino_parity(path, model, torch.randn(3, 3, 64, 64)) < 1e-4
