@@ -376,6 +376,13 @@ def onnxruntime_runner(model: nn.Module, example: Tensor, threads: int, workdir:
     return run
 
 
+def openvino_runner(model: nn.Module, example: Tensor, threads: int, workdir: Path) -> Runner:
+    """OpenVINO on the CPU, on a temporary ONNX export (see lightnets.deploy.openvino)."""
+    from lightnets.deploy.openvino import openvino_runner as build
+
+    return build(model, example, threads, workdir)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """How to build a runner, and the optional package it needs (checked before any model is
@@ -390,6 +397,7 @@ class Runtime:
 RUNTIMES: dict[str, Runtime] = {
     "eager": Runtime(eager_runner),
     "onnxruntime": Runtime(onnxruntime_runner, "onnxruntime", "onnx", cpu_only=True),
+    "openvino": Runtime(openvino_runner, "openvino", "openvino", cpu_only=True),
 }
 
 
@@ -693,29 +701,29 @@ class OpCost:
 
 
 def op_profile(fn: Runner, x: Tensor, *, threads: int | None = None, runs: int = 5) -> list[OpCost]:
-    """Where the time goes by operator (convolution, cat, split, mul, sigmoid, ...): torch.profiler
-    self CPU time per aten op, per forward, sorted by time. Profiler overhead inflates absolute
-    times slightly; shares are the figure to read."""
+    """Where the time goes by operator (convolution, cat, split, mul, sigmoid, ...), per forward,
+    sorted by time: torch.profiler self CPU time per aten op, or on CUDA self device time per
+    kernel. Profiler overhead inflates absolute times slightly; shares are the figure to read."""
     from torch.profiler import ProfilerActivity, profile
 
     threads = threads or default_threads()
+    cuda = x.device.type == "cuda"
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
     with torch_threads(threads):
         fn(x)  # warm-up outside the profile
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=activities) as prof:
             for _ in range(runs):
                 fn(x)
-    events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
-    rows = [
-        OpCost(
-            e.key,
-            e.count // runs,
-            e.self_cpu_time_total / 1e3 / runs,
-            100.0 * e.self_cpu_time_total / total,
-        )
-        for e in events
-        if e.self_cpu_time_total
-    ]
+            if cuda:
+                torch.cuda.synchronize(x.device)
+    if cuda:
+        events = [(e, e.self_device_time_total) for e in prof.key_averages()]
+    else:
+        events = [(e, e.self_cpu_time_total) for e in prof.key_averages()]
+        events = [(e, t) for e, t in events if e.key.startswith("aten::")]
+    events = [(e, t) for e, t in events if t > 0]
+    total = sum(t for _, t in events) or 1.0
+    rows = [OpCost(e.key, e.count // runs, t / 1e3 / runs, 100.0 * t / total) for e, t in events]
     return sorted(rows, key=lambda r: -r.time_ms)
 
 
