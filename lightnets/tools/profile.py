@@ -224,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="what runs the timed forward (MACs and memory are always eager)",
     )
     parser.add_argument(
+        "--reparameterize",
+        action="store_true",
+        help="profile the inference form: BN folded, mixed convs merged (lightnets.deploy)",
+    )
+    parser.add_argument(
         "--layers",
         action="store_true",
         help="one model: params, MACs and time share per block and per operator",
@@ -317,12 +322,21 @@ def _progress(items, disable: bool):
     )
 
 
+def build_model(name: str, args: argparse.Namespace):
+    model = create_model(name)
+    if args.reparameterize:
+        from lightnets.deploy import reparameterize
+
+        model = reparameterize(model)
+    return model
+
+
 def profile_models(names: list[str], args: argparse.Namespace) -> list[P.ModelProfile]:
     profiles = []
     bar = _progress(names, args.no_progress)
     for name in bar:
         bar.set_postfix_str(name)
-        model = create_model(name)
+        model = build_model(name, args)
         profiles.append(
             P.profile_model(
                 model,
@@ -370,7 +384,7 @@ def print_models(profiles: list[P.ModelProfile], fmt: str, machine: dict) -> Non
 
 
 def print_layers(name: str, args: argparse.Namespace, machine: dict) -> None:
-    model = create_model(name).to(args.device).eval()
+    model = build_model(name, args).to(args.device).eval()
     resolution = args.resolution or model.card.input_size
     P.check_resolution(model, resolution, name)
     x = P.example_input(model, resolution, 1, args.device)
