@@ -146,7 +146,8 @@ def init_linear(layer: nn.Linear) -> None:
     # uniform(+-1/sqrt(out)), as the TF MixNet/EfficientNet dense initializer
     bound = 1.0 / math.sqrt(layer.out_features)
     nn.init.uniform_(layer.weight, -bound, bound)
-    nn.init.zeros_(layer.bias)
+    if layer.bias is not None:  # MobileFaceNet's embedding layer has none
+        nn.init.zeros_(layer.bias)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -1,0 +1,161 @@
+"""MobileFaceNet from "MobileFaceNets: Efficient CNNs for Accurate Real-Time Face Verification on
+Mobile Devices", Chen et al., CCBR 2018, arXiv:1804.07573.
+
+Defines `FaceRow` (one row of the paper's Table 1), `MobileFaceNet` and the builder
+`mobilefacenet`. The output is a 128-d face embedding, not class scores: there is no classifier
+(`card.embedding_dim = 128`); compare embeddings by cosine similarity, or train with a margin loss
+(ArcFace) on top, or add a classifier with `reset_classifier(n)`.
+
+Table 1 at 112x112: 3x3/2 conv 64 -> 3x3 depthwise conv 64 -> MobileNetV2 bottlenecks
+(t, c, n, s) -> 1x1 conv 512 -> linear GDConv 7x7 (global depthwise conv, §2.2) -> linear 1x1 conv
+128. PReLU everywhere except the linear layers (§3.1); BN after every conv. The final "linear 1x1
+conv" acts on a 1x1 map, so it is a bias-free Linear followed by BatchNorm1d (as in the reference
+implementations); with that BN the count is 1,003,136 parameters (models.json scratch rebuild:
+1.0031M), of which the conv weights alone are 0.976M (the paper rounds to 0.99M).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from lightnets.blocks import InvertedResidual
+from lightnets.layers import ConvNormAct, GlobalDepthwiseConv2d
+from lightnets.models._common import LightNet, init_weights
+from lightnets.registry import ModelCard, register_model
+
+INPUT_SIZE = 112  # fixed: the GDConv kernel covers the 7x7 map of a 112x112 face crop
+EMBEDDING_DIM = 128
+
+
+@dataclass(frozen=True)
+class FaceRow:
+    t: int  # expansion factor
+    c: int  # output channels
+    n: int  # repeats; only the first has stride s
+    s: int
+
+    def __post_init__(self):
+        if self.t < 1 or self.c < 1 or self.n < 1 or self.s not in (1, 2):
+            raise ValueError(f"bad row {self}")
+
+
+# fmt: off
+# Table 1 of the paper; one stage per row that halves the resolution.
+#       t    c  n  s
+MOBILEFACENET = (
+    FaceRow(2,  64, 5, 2),   # 56 -> 28
+    FaceRow(4, 128, 1, 2),   # 28 -> 14
+    FaceRow(2, 128, 6, 1),
+    FaceRow(4, 128, 1, 2),   # 14 -> 7
+    FaceRow(2, 128, 2, 1),
+)
+# fmt: on
+STEM_CHANNELS = 64
+HEAD_CHANNELS = 512
+
+
+class MobileFaceNet(LightNet):
+    """MobileFaceNet: (N, in_chans, 112, 112) -> (N, 128) embeddings (unnormalised).
+
+    Args:
+        embedding_dim: width of the final linear layer (128 in the paper).
+        num_classes: 0 (default) returns embeddings; > 0 adds a linear classifier on top.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_chans: int = 3,
+        embedding_dim: int = EMBEDDING_DIM,
+        num_classes: int = 0,
+        small_input: bool = False,
+        act_layer: type[nn.Module] = nn.PReLU,
+        norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
+    ):
+        if small_input:
+            raise ValueError(
+                "small_input=True is not supported by MobileFaceNet: its GDConv head needs the "
+                f"7x7 map of a {INPUT_SIZE}x{INPUT_SIZE} input"
+            )
+        stem = nn.Sequential(
+            ConvNormAct(in_chans, STEM_CHANNELS, 3, 2, act_layer=act_layer, norm_layer=norm_layer),
+            ConvNormAct(
+                STEM_CHANNELS,
+                STEM_CHANNELS,
+                3,
+                groups=STEM_CHANNELS,
+                act_layer=act_layer,
+                norm_layer=norm_layer,
+            ),
+        )
+        stages, stage_channels, stage_strides, in_channels = [], [], [], STEM_CHANNELS
+        for row in MOBILEFACENET:
+            if row.s == 2 or not stages:  # a new resolution opens a stage
+                stages.append([])
+                stage_channels.append(row.c)
+                stage_strides.append(row.s)
+            for i in range(row.n):
+                stages[-1].append(
+                    InvertedResidual(
+                        in_channels,
+                        row.c,
+                        row.s if i == 0 else 1,
+                        row.t,
+                        act_layer=act_layer,
+                        norm_layer=norm_layer,
+                    )
+                )
+                in_channels = row.c
+            stage_channels[-1] = row.c
+        head = nn.Sequential(
+            OrderedDict(
+                conv=ConvNormAct(
+                    in_channels, HEAD_CHANNELS, act_layer=act_layer, norm_layer=norm_layer
+                ),
+                gdc=GlobalDepthwiseConv2d(HEAD_CHANNELS, INPUT_SIZE // 16),  # linear, -> (N, 512)
+                embedding=nn.Linear(HEAD_CHANNELS, embedding_dim, bias=False),  # linear 1x1 conv
+                bn=nn.BatchNorm1d(embedding_dim),
+            )
+        )
+        super().__init__(
+            stem,
+            nn.Sequential(*(nn.Sequential(*s) for s in stages)),
+            head,
+            in_chans=in_chans,
+            num_classes=num_classes,
+            num_features=embedding_dim,
+            stage_channels=stage_channels,
+            stage_strides=stage_strides,
+            stem_stride=2,
+            min_input=INPUT_SIZE,
+            global_pool=False,
+        )
+        init_weights(self)
+
+
+@register_model(
+    card=ModelCard(
+        paper="arXiv:1804.07573",
+        params_m=0.99,
+        macs_m=221,
+        input_size=INPUT_SIZE,
+        min_input=INPUT_SIZE,
+        embedding_dim=EMBEDDING_DIM,
+        ref_params=1003136,
+        ref_macs_m=220.97,
+        ref_source="models.json: MobileFaceNet [measured] (scratch rebuild of Table 1, BN+PReLU)",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        crop_pct=1.0,
+        note="face-verification embedding (128-d, no classifier, fixed 112x112 aligned face "
+        "input); no ImageNet result (LFW 99.55%, MegaFace 92.59%); the paper's 0.99M counts conv "
+        "weights only (0.976M here), ref_params adds BN and PReLU",
+    )
+)
+def mobilefacenet(**kwargs) -> MobileFaceNet:
+    """MobileFaceNet of the paper's Table 1, returning 128-d embeddings."""
+    return MobileFaceNet(**kwargs)
