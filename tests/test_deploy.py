@@ -491,3 +491,18 @@ def test_openvino_runs_the_reparameterized_export(tmp_path):
     path = tmp_path / "m.onnx"
     export_onnx(reparameterize(model), path, 64, reference=model)
     assert openvino_parity(path, model, torch.randn(3, 3, 64, 64)) < 1e-4
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_profile_reparameterize_and_runtimes(runtime, capsys):
+    if runtime == "openvino":
+        pytest.importorskip("openvino")  # optional extra
+    argv = ["profile", "mixnet_s", "--format", "json", "--batch", "1", "--min-time", "0.02",
+            "--warmup", "0", "--no-progress", "--resolution", "64", "--threads", "1"]  # fmt: skip
+    assert cli(argv) == 0
+    plain = json.loads(capsys.readouterr().out)["models"][0]
+    assert cli([*argv, "--reparameterize", "--runtime", runtime]) == 0
+    fused = json.loads(capsys.readouterr().out)["models"][0]
+    assert fused["runtime"] == runtime and fused["latency_ms"] > 0
+    # the merged depthwise kernels are zero-padded to the largest size: more MACs, same model
+    assert fused["macs"] > plain["macs"] and fused["model"] == plain["model"]
