@@ -245,6 +245,8 @@ def _card(variant: Variant) -> ModelCard:
         note = CD54816.format(head=f"{9 * (c - c // 8):,}")
     else:
         note = F_NOTE
+    if ref.cvm == "vgnetc_1_5mp":
+        note += "(HEAD has no vgnetc_1_5mp; the same options apply.) "
     if variant.name in REPO_TOP1:
         note += f"results.md: {REPO_TOP1[variant.name]} top-1 for the retrained SiLU version. "
     if ref.cvm == "vgnetc_1_0mp":
