@@ -210,27 +210,34 @@ def mixconv_training(args) -> str:
     layers = [(144, (3, 5, 7), 2, 56), (240, (3, 5), 1, 28), (240, (3, 5, 7), 2, 28),
               (480, (3, 5), 1, 14), (480, (3, 5, 7), 1, 14), (360, (3, 5, 7, 9), 1, 14),
               (720, (3, 5, 7, 9), 2, 14), (1200, (3, 5, 7, 9), 1, 7)]  # fmt: skip
-    totals = {"split": [], "merged": []}
+    times = {(impl, i): [] for impl in ("split", "merged") for i in range(len(layers))}
     for _ in range(args.rounds):
-        sums = dict.fromkeys(totals, 0.0)
-        for c, k, s, h in layers:
+        for i, (c, k, s, h) in enumerate(layers):
             x = torch.randn(args.mixconv_batch, c, h, h, requires_grad=True)
-            for impl in totals:
+            for impl in ("split", "merged"):  # interleaved per layer: noise hits both alike
                 layer = MixConv2d(c, c, k, s, impl=impl)
 
                 def step(x, layer=layer):
                     y = layer(x)
                     y.backward(torch.ones_like(y))
 
-                sums[impl] += time_call(step, x, args.threads, 2)
-        for impl in totals:
-            totals[impl].append(sums[impl])
-    return "\n".join(
-        f"MixConv2d {impl:6s}: forward+backward of MixNet-S's mixed layers, batch "
-        f"{args.mixconv_batch}: min {min(t) * 1e3:.1f} ms, "
-        f"median {statistics.median(t) * 1e3:.1f} ms"
-        for impl, t in totals.items()
-    )
+                times[impl, i].append(time_call(step, x, args.threads, 2))
+    lines = [
+        f"layer {c:4d} ch {str(k):13s} s{s} {h:2d}px: split min {min(times['split', i]) * 1e3:7.1f}"
+        f" ms, merged min {min(times['merged', i]) * 1e3:7.1f} ms"
+        for i, (c, k, s, h) in enumerate(layers)
+    ]
+    for impl in ("split", "merged"):
+        per_layer = [times[impl, i] for i in range(len(layers))]
+        lines.append(
+            f"MixConv2d {impl:6s}: forward+backward of MixNet-S's {len(layers)} mixed layers, "
+            f"batch {args.mixconv_batch}: sum of per-layer min "
+            f"{sum(min(t) for t in per_layer) * 1e3:.1f} ms, of medians "
+            f"{sum(statistics.median(t) for t in per_layer) * 1e3:.1f} ms"
+        )
+    faster = sum(min(times["merged", i]) < min(times["split", i]) for i in range(len(layers)))
+    lines.append(f"merged faster in {faster} of {len(layers)} layers (by min)")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
