@@ -57,6 +57,7 @@ def tiny_cfg(tmp_path: Path, name: str = "run", **overrides) -> TrainConfig:
         lr=0.1,
         weight_decay=1e-4,
         workers=0,
+        threads=1,
         progress=False,
         deterministic=True,
         run_dir=str(tmp_path / name),
@@ -492,12 +493,50 @@ def test_corrupt_images_are_skipped_and_reported_or_fail_with_strict(tmp_path, c
     assert code == 2 and str(broken) in err and len(err.splitlines()) == 1
 
 
-def test_last_batch_of_one_does_not_reach_batchnorm(tmp_path):
+def test_last_batch_of_one_does_not_reach_batchnorm_grayscale_bf16_channels_last(tmp_path):
     make_folder(tmp_path / "data", per_class=6)  # 10 train images, batch 3: 3 batches + 1 left
     seen = []
-    cfg = tiny_cfg(tmp_path, data=str(tmp_path / "data"), batch_size=3, val_split=0.01, epochs=1)
-    train(cfg, model=Tiny(num_classes=2), on_step=lambda m, s: seen.append(s))
-    assert seen == [1, 2, 3]
+    cfg = tiny_cfg(
+        tmp_path,
+        data=str(tmp_path / "data"),
+        batch_size=3,
+        val_split=0.01,
+        epochs=1,
+        in_chans=1,
+        amp="bf16",
+        channels_last=True,
+    )
+    result = train(cfg, model=Tiny(num_classes=2, in_chans=1), on_step=lambda m, s: seen.append(s))
+    assert seen == [1, 2, 3] and math.isfinite(result.history[0]["train_loss"])
+
+
+def test_freeze_backbone_trains_only_the_classifier(tmp_path):
+    torch.manual_seed(0)
+    model = Tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train(tiny_cfg(tmp_path, freeze_backbone=True), model=model)
+    after = weights(tmp_path / "run")
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed == ["classifier.bias", "classifier.weight"]  # BN statistics too stay put
+
+
+def test_pretrained_weights_load_with_a_new_head(tmp_path):
+    from safetensors.torch import save_file
+
+    import lightnets
+    from lightnets.train.cli import build_model
+
+    torch.manual_seed(1)
+    source = lightnets.create_model("mobilenet_v1_w025", num_classes=1000)
+    save_file(source.state_dict(), str(tmp_path / "imagenet.safetensors"))
+    cfg = TrainConfig(model="mobilenet_v1_w025", pretrained=str(tmp_path / "imagenet.safetensors"))
+    with pytest.warns(UserWarning, match="classifier"):
+        model = build_model(cfg, num_classes=3, img_size=224)
+    mine, theirs = model.state_dict(), source.state_dict()
+    assert model.classifier.out_features == 3
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine if not k.startswith("classifier."))
+    same = build_model(cfg, num_classes=1000, img_size=224).state_dict()
+    assert all(torch.equal(same[k], theirs[k]) for k in theirs)
 
 
 def test_interrupted_checkpoint_swap_recovers_the_previous_checkpoint(tmp_path):
@@ -544,6 +583,8 @@ def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
             "4",
             "--workers",
             "0",
+            "--threads",
+            "1",
             "--no-progress",
             "--run-dir",
             str(run),
@@ -555,6 +596,11 @@ def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "epoch 2/2" in out and "img/s" in out
     assert not any(k.startswith("module.") for k in weights(run))
+    resume = ["train", "--resume", str(run), "--epochs", "3", "--no-progress"]
+    assert lightnets.cli.main(resume) == 0
+    assert "epoch 3/3" in capsys.readouterr().out
+    assert len(json.loads((run / "metrics.json").read_text())) == 3
+    assert "--lr" in one_line_error(capsys, [*resume, "--lr", "0.5"])
     assert lightnets.cli.main(["eval", "--checkpoint", str(run), "--json", "--workers", "0"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["images"] == 6 and sum(map(sum, res["confusion"])) == 6

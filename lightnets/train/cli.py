@@ -99,7 +99,12 @@ def build_run(
     if cfg.sync_bn and dist.device.type != "cuda":
         raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
     if cfg.tensorboard:
-        raise ValueError("--tensorboard is not supported in this version; use metrics.csv")
+        try:
+            import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
+        except ImportError:
+            raise ImportError(
+                "--tensorboard needs the tensorboard package: pip install tensorboard"
+            ) from None
     card = getattr(model, "card", None)
     if model is None:
         import lightnets
@@ -118,6 +123,8 @@ def build_run(
             f"continue it, or choose another --run-dir"
         )
 
+    if dist.device.type == "cpu":
+        torch.set_num_threads(distributed.cpu_threads(cfg.threads, cfg.workers))
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     fmt = data_mod.detect_format(cfg.data, cfg.dataset)

@@ -36,6 +36,7 @@ RESUME_OVERRIDES = frozenset(
         "device",
         "tensorboard",
         "stop_at_epoch",
+        "threads",
     }
 )
 
@@ -104,6 +105,7 @@ class TrainConfig:
     amp: str = _f("none", "mixed precision (auto: bf16 on CPU, fp16 on CUDA)", choices=AMP)
     channels_last: bool = _f(False, "channels_last memory format")
     compile: bool = _f(False, "torch.compile the model")
+    threads: int = _f(0, "CPU threads per process (0: this process's share of cores minus workers)")
     deterministic: bool = _f(False, "deterministic algorithms (bit-exact resume on CPU)")
     seed: int = _f(0, "seed of weights, data order and augmentation")
     run_dir: str | None = _f(None, "output directory (default: runs/<model>-<data>-<time>)")
@@ -121,6 +123,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)!r}")
         for name in (
+            "threads",
             "stop_at_epoch",
             "workers",
             "checkpoint_every",

@@ -471,6 +471,8 @@ def fit(run: Run) -> TrainResult:
                     save(run, best=is_best)
                     write_metrics(run.run_dir, p.history)
                     _report_epoch(cfg, row, skipped)
+                    if cfg.tensorboard:
+                        _tensorboard(run.run_dir, row)
                 if p.epoch == cfg.stop_at_epoch and p.epoch < cfg.epochs:
                     if main:
                         print(
@@ -494,6 +496,15 @@ def fit(run: Run) -> TrainResult:
                 if note:
                     print(note, file=sys.stderr)
     return TrainResult(run.run_dir, p.history, p.best_metric)
+
+
+def _tensorboard(run_dir: Path, row: dict) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run_dir / "tensorboard")) as writer:
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, (int, float)):
+                writer.add_scalar(key, value, row["epoch"])
 
 
 def _report_epoch(cfg: TrainConfig, row: dict, skipped: list[str]) -> None:
