@@ -25,7 +25,11 @@ from lightnets.train.transforms import eval_transform
 
 
 def load_for_inference(
-    checkpoint: str, model_name: str | None = None, device: str = "cpu", prefer_ema: bool = True
+    checkpoint: str,
+    model_name: str | None = None,
+    device: str = "cpu",
+    prefer_ema: bool = True,
+    workers: int = 0,
 ):
     """(model in eval mode, TrainConfig, class names, preprocessing) from a checkpoint."""
     from lightnets.train.cli import build_model, preprocessing
@@ -49,6 +53,10 @@ def load_for_inference(
     from lightnets.train.distributed import pick_device
 
     dev = pick_device(device)
+    if dev.type == "cpu":
+        from lightnets.train.distributed import cpu_threads
+
+        torch.set_num_threads(cpu_threads(0, workers))
     model = model.to(dev).eval()
     return model, cfg, class_names, pre
 
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1 or args.workers < 0:
         raise ValueError("--batch-size must be >= 1 and --workers >= 0")
     model, cfg, class_names, pre = load_for_inference(
-        args.checkpoint, args.model, args.device, not args.no_ema
+        args.checkpoint, args.model, args.device, not args.no_ema, args.workers
     )
     dataset, skipped = eval_dataset(cfg, args.data or cfg.data, class_names, pre, args.strict)
     loader = data_mod.make_loader(
