@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -429,6 +430,33 @@ def print_layers(name: str, args: argparse.Namespace, machine: dict) -> None:
     print(footnotes((), machine))
 
 
+def _log_tick(value: float, _pos=None) -> str:
+    """Plain numbers at 1, 2 and 5 times a power of ten; other log ticks stay unlabelled."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
+    return f"{value:g}" if any(abs(mantissa - m) < 1e-6 for m in (1, 2, 5)) else ""
+
+
+def _label_offsets(xs: list[float], ys: list[float]) -> list[int]:
+    """Vertical label offsets (points) that step labels down when points crowd each other: a
+    label moves 9 pt lower for each earlier label it would overlap (log x, linear y)."""
+    lx = [math.log10(x) for x in xs]
+    span_x = (max(lx) - min(lx)) or 1.0
+    span_y = (max(ys) - min(ys)) or 1.0
+    placed: list[tuple[float, float, int]] = []
+    offsets = []
+    for fx, fy in zip(((v - min(lx)) / span_x for v in lx), ((v - min(ys)) / span_y for v in ys)):
+        dy = 3
+        while any(
+            abs(fx - px) < 0.2 and abs(fy - py) < 0.05 and dy == pdy for px, py, pdy in placed
+        ):
+            dy -= 9
+        placed.append((fx, fy, dy))
+        offsets.append(dy)
+    return offsets
+
+
 def plot_pareto(profiles: list[P.ModelProfile], path: str) -> None:
     """Two panels, paper top-1 against measured latency and against MACs, one labelled point per
     model, with the Pareto front (nothing both cheaper and more accurate) as a step line."""
@@ -459,8 +487,8 @@ def plot_pareto(profiles: list[P.ModelProfile], path: str) -> None:
         xs = [getattr(p, key) for p in points]
         ys = [p.paper_top1 for p in points]
         ax.scatter(xs, ys, s=22, zorder=3)
-        for p, x, y in zip(points, xs, ys):
-            ax.annotate(p.model, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        for p, x, y, dy in zip(points, xs, ys, _label_offsets(xs, ys)):
+            ax.annotate(p.model, (x, y), textcoords="offset points", xytext=(4, dy), fontsize=7)
         front, best = [], float("-inf")
         for x, y in sorted(zip(xs, ys), key=lambda t: (t[0], -t[1])):
             if y > best:
@@ -471,7 +499,7 @@ def plot_pareto(profiles: list[P.ModelProfile], path: str) -> None:
         )
         ax.set_xscale("log")
         ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        plain = FuncFormatter(_log_tick)
         ax.xaxis.set_major_formatter(plain)
         ax.xaxis.set_minor_formatter(plain)
         ax.tick_params(axis="x", which="both", labelsize=8)
