@@ -28,6 +28,7 @@ def compile_openvino(
     threads: int | None = None,
     input_shape: Sequence[int] | None = None,
     hint: str = "LATENCY",
+    precision: str = "f32",
 ) -> Callable[[np.ndarray], np.ndarray]:
     """A function running the ONNX file at `path` with OpenVINO on the CPU.
 
@@ -35,6 +36,8 @@ def compile_openvino(
         threads: INFERENCE_NUM_THREADS (None: OpenVINO's default, all cores).
         input_shape: fix the input shape, e.g. (1, 3, 224, 224); None keeps it dynamic.
         hint: PERFORMANCE_HINT, "LATENCY" (one stream) or "THROUGHPUT".
+        precision: INFERENCE_PRECISION_HINT. f32 by default: on CPUs with bf16 instructions
+            (AVX512-BF16, AMX) OpenVINO otherwise computes in bf16, about 4e-3 away from PyTorch.
     """
     ov = _require_openvino()
     if not Path(path).is_file():
@@ -43,7 +46,7 @@ def compile_openvino(
     model = core.read_model(str(path))
     if input_shape is not None:
         model.reshape(list(input_shape))
-    config = {"PERFORMANCE_HINT": hint}
+    config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = core.compile_model(model, "CPU", config)
