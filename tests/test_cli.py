@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
@@ -34,6 +35,21 @@ def test_layers_table_lists_every_layer_with_its_paper(capsys):
     for name, module, paper, _ in layers_table.LAYERS:
         assert f"lightnets.{module}.{name}" in out
         assert paper in out
+
+
+@pytest.mark.parametrize("name, module", [row[:2] for row in layers_table.LAYERS])
+def test_every_listed_layer_exists(name, module):
+    package = importlib.import_module(f"lightnets.{module}")
+    assert isinstance(getattr(package, name), type)
+
+
+def test_models_pattern_lists_only_matches_with_paper_figures(capsys):
+    assert cli.main(["models", "mixnet*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines[1:] if line and not line.startswith("3 models")]
+    assert names == ["mixnet_l", "mixnet_m", "mixnet_s"]
+    mixnet_s = next(line for line in lines if line.startswith("mixnet_s "))
+    assert "4.10" in mixnet_s and "256" in mixnet_s and "75.8" in mixnet_s  # paper Table 2
 
 
 def test_models_unknown_pattern_is_one_line_error(capsys):

@@ -47,9 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", action="store_true", help="build and count each model")
     args = parser.parse_args(argv)
     table = rows(args.pattern, args.measure)
-    cols = [("model", "model", "s"), ("input", "input", "d"), ("paper_params_m", "params(M)", ".2f"),
-            ("paper_macs_m", "MACs(M)", ".0f"), ("paper_top1", "top-1", ".1f"),
-            ("ref_params_m", "exact ref params(M)", ".4f")]
+    cols = [
+        ("model", "model", "s"),
+        ("input", "input", "d"),
+        ("paper_params_m", "params(M)", ".2f"),
+        ("paper_macs_m", "MACs(M)", ".0f"),
+        ("paper_top1", "top-1", ".1f"),
+        ("ref_params_m", "exact ref params(M)", ".4f"),
+    ]
     if args.measure:
         cols += [("params_m", "measured params(M)", ".4f"), ("macs_m", "measured MACs(M)", ".2f")]
     cols.append(("aliases", "aliases", "s"))
@@ -57,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     heads = [head for _, head, _ in cols]
     widths = [max(len(c) for c in column) for column in zip(heads, *cells)]
     for line in (heads, *cells):
-        print("  ".join(c.ljust(w) if i in (0, len(line) - 1) else c.rjust(w)
-                        for i, (c, w) in enumerate(zip(line, widths))).rstrip())
-    print(f"\n{len(table)} models; params/MACs/top-1 are the papers' (MACs = multiply-adds at the"
-          " input size); `--measure` counts them here.")
+        print(
+            "  ".join(
+                c.ljust(w) if i in (0, len(line) - 1) else c.rjust(w)
+                for i, (c, w) in enumerate(zip(line, widths))
+            ).rstrip()
+        )
+    print(
+        f"\n{len(table)} models; params/MACs/top-1 are the papers' (MACs = multiply-adds at the"
+        " input size); `--measure` counts them here."
+    )
     return 0
