@@ -45,7 +45,7 @@ PRESETS = {
         "scale": (0.7, 1.0),
         "hflip": 0.0,
         "batch_size": 64,
-        "epochs": 6,
+        "epochs": 8,
         "lr_base": 0.1,
         "warmup_epochs": 1.0,
         "label_smoothing": 0.1,
