@@ -151,13 +151,37 @@ def test_ddp_two_gloo_ranks_stay_identical_and_match_one_process(tmp_path, scrip
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert len(ranks[0]["spread"]) == 1438 // 32 and max(ranks[0]["spread"]) == 0.0
-    torch.manual_seed(0)
-    single = train(tiny_cfg(tmp_path, "single", epochs=1, batch_size=32), model=Tiny(**model_kw))
+
+    def run_single(tag: str, jitter: float):
+        torch.manual_seed(0)
+        model = Tiny(**model_kw)
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(1 + jitter)
+        cfg_one = tiny_cfg(tmp_path, tag, epochs=1, batch_size=32)
+        return train(cfg_one, model=model), start
+
+    single, init = run_single("single", 0.0)
+    jittered, _ = run_single("jittered", 1e-7)
     ddp_w, one_w = weights(cfg.run_dir), weights(single.run_dir)
     assert not any(k.startswith("module.") for k in ddp_w)
-    diff = max_diff(ddp_w, one_w)
-    print(f"DDP 2x16 vs 1x32 after {len(ranks[0]['spread'])} steps: max weight diff {diff:.2e}")
-    assert diff < 1e-5  # measured 4.0e-07
+
+    def distance(a: dict, b: dict) -> float:
+        keys = [k for k in init if init[k].is_floating_point()]
+        return sum(float((a[k] - b[k]).double().square().sum()) for k in keys) ** 0.5
+
+    # DDP sums its gradient in another order (2 half batches + all-reduce; some CPUs also pick
+    # other conv kernels per batch size), and 44 SGD steps amplify such rounding: the yardstick
+    # is the same single-process run started from weights perturbed by 1e-7. Other data or a
+    # wrong gradient average would land orders of magnitude further away.
+    moved = distance(one_w, init)
+    gap, noise = distance(ddp_w, one_w) / moved, distance(weights(jittered.run_dir), one_w) / moved
+    print(
+        f"DDP 2x16 vs 1x32 after {len(ranks[0]['spread'])} steps: {gap:.1e} of the distance "
+        f"trained (1e-7 jitter: {noise:.1e}); max weight diff {max_diff(ddp_w, one_w):.1e}"
+    )
+    assert moved > 0.1 and gap < max(3 * noise, 1e-5)
     ddp_h, one_h = ranks[0]["history"][0], single.history[0]
     assert ddp_h["val_acc"] == pytest.approx(one_h["val_acc"], abs=0.3)  # at most 1 of 359
     assert ddp_h["train_loss"] == pytest.approx(one_h["train_loss"], rel=1e-3)
