@@ -17,18 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 
 from torch import nn
 
 from lightnets.blocks import DepthwiseSeparableConv2d
 from lightnets.layers import ConvNormAct, make_divisible
 from lightnets.models._common import LightNet, init_weights
+from lightnets.models._kernel_study import KernelVariant, register_kernel_study
 from lightnets.models._timm import register_timm_rules
 from lightnets.registry import ModelCard, register_model
 
 PAPER = "arXiv:1704.04861"
-MIXCONV = "arXiv:1907.09595"
 
 
 @dataclass(frozen=True)
@@ -54,15 +53,6 @@ MOBILENET_V1 = (
     DSRow(  1024, 2, 2),
 )
 # fmt: on
-
-
-@dataclass(frozen=True)
-class KernelVariant:
-    """One point of the MixConv kernel study and its measured size (models.json, timm builder)."""
-
-    kernels: tuple[int, ...]
-    params_m: float
-    macs_m: float
 
 
 # name suffix -> depthwise kernels of every block; measured rows "MobileNetV1 dw kernels {..}"
@@ -243,25 +233,7 @@ def mobilenet_v1_w100(**kwargs) -> MobileNetV1:
     return MobileNetV1(width=1.0, **kwargs)
 
 
-def _study_card(variant: KernelVariant) -> ModelCard:
-    kernels = ",".join(map(str, variant.kernels))
-    return ModelCard(
-        paper=MIXCONV,
-        params_m=variant.params_m,
-        ref_macs_m=variant.macs_m,
-        ref_source=f"models.json: MobileNetV1 dw kernels {{{kernels}}} [measured] (timm builder)",
-        note=(
-            "MixConv study network (Fig. 4): MobileNetV1 with every depthwise kernel set to "
-            f"({kernels}), channels split equally, remainder to the first group. The paper "
-            "plots accuracy only; params_m is the measured count, not a paper figure."
-        ),
-    )
-
-
-for _suffix, _variant in DW_KERNELS.items():
-    register_model(name=f"mobilenet_v1_{_suffix}", card=_study_card(_variant))(
-        partial(mobilenet_v1, kernel_sizes=_variant.kernels)
-    )
+register_kernel_study("mobilenet_v1", "MobileNetV1", DW_KERNELS, mobilenet_v1)
 
 
 # timm `mobilenetv1_100` (EfficientNet builder, 'dsa' blocks) -> lightnets keys.

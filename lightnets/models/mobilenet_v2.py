@@ -16,18 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 
 from torch import nn
 
 from lightnets.blocks import InvertedResidual
 from lightnets.layers import ConvNormAct, make_divisible
 from lightnets.models._common import LightNet, init_weights
+from lightnets.models._kernel_study import KernelVariant, register_kernel_study
 from lightnets.models._timm import register_timm_rules
 from lightnets.registry import ModelCard, register_model
 
 PAPER = "arXiv:1801.04381"
-MIXCONV = "arXiv:1907.09595"
 
 
 @dataclass(frozen=True)
@@ -56,15 +55,6 @@ MOBILENET_V2 = (
     IRRow(6,  320, 1, 1),
 )
 # fmt: on
-
-
-@dataclass(frozen=True)
-class KernelVariant:
-    """One point of the MixConv kernel study and its measured size (models.json, timm builder)."""
-
-    kernels: tuple[int, ...]
-    params_m: float
-    macs_m: float
 
 
 # name suffix -> depthwise kernels of every block; measured rows "MobileNetV2 dw kernels {..}"
@@ -270,25 +260,7 @@ def mobilenet_v2_w140(**kwargs) -> MobileNetV2:
     return MobileNetV2(width=1.4, **kwargs)
 
 
-def _study_card(variant: KernelVariant) -> ModelCard:
-    kernels = ",".join(map(str, variant.kernels))
-    return ModelCard(
-        paper=MIXCONV,
-        params_m=variant.params_m,
-        ref_macs_m=variant.macs_m,
-        ref_source=f"models.json: MobileNetV2 dw kernels {{{kernels}}} [measured] (timm builder)",
-        note=(
-            "MixConv study network (Fig. 4): MobileNetV2 with every depthwise kernel set to "
-            f"({kernels}), channels split equally, remainder to the first group. The paper "
-            "plots accuracy only; params_m is the measured count, not a paper figure."
-        ),
-    )
-
-
-for _suffix, _variant in DW_KERNELS.items():
-    register_model(name=f"mobilenet_v2_{_suffix}", card=_study_card(_variant))(
-        partial(mobilenet_v2, kernel_sizes=_variant.kernels)
-    )
+register_kernel_study("mobilenet_v2", "MobileNetV2", DW_KERNELS, mobilenet_v2)
 
 
 # timm `mobilenetv2_*` (EfficientNet builder: block 0 is a 'ds' block, the rest 'ir') -> lightnets.
