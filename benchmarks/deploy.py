@@ -10,6 +10,12 @@ export when installed. Every row's output is compared with the eager model's (re
     python benchmarks/deploy.py                       # the issue's table (2 threads, 224 px)
     python benchmarks/deploy.py --rounds 3 --batch 1  # quicker
     python benchmarks/deploy.py --mixconv             # MixConv2d split vs merged, training step
+    python benchmarks/deploy.py --wait-idle           # on a shared machine (Linux): see below
+
+--wait-idle starts each timed cell only once the CPU was idle for 0.1 s (from /proc/stat). On a
+2-core machine shared with test runs, bursts of other work otherwise land in most cells and
+inflate even the min over rounds by 30-60%; waiting keeps most of them out, and the min and
+median over rounds handle the rest.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -97,10 +104,29 @@ def time_call(fn, x, threads: int, number: int) -> float:
     return timer.timeit(number).median
 
 
+def wait_for_idle_cpu(threshold: float = 0.95, window: float = 0.1, timeout: float = 30.0) -> bool:
+    """Return once the CPU was at least `threshold` idle over `window` seconds (Linux /proc/stat),
+    or False after `timeout` seconds without such a window."""
+
+    def idle_and_total() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(t) for t in f.readline().split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, all
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        idle0, total0 = idle_and_total()
+        time.sleep(window)
+        idle1, total1 = idle_and_total()
+        if idle1 - idle0 >= threshold * max(1, total1 - total0):
+            return True
+    return False
+
+
 def run_benchmark(args) -> dict:
     torch.set_num_threads(args.threads)
     openvino = not args.no_openvino and _has_openvino()
-    rows, cells = {}, []
+    rows, cells, busy = {}, [], 0
     with tempfile.TemporaryDirectory(prefix="lightnets-deploy-") as tmp:
         inputs = {b: torch.randn(b, 3, args.resolution, args.resolution) for b in args.batch}
         for name in args.models:
@@ -124,10 +150,14 @@ def run_benchmark(args) -> dict:
         for r in range(args.rounds):
             print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
             for name, variant, b, fn in cells:
+                if args.wait_idle:
+                    busy += not wait_for_idle_cpu()
                 number = max(1, args.calls // b)
                 rows[(name, variant)]["times"][b].append(
                     time_call(fn, inputs[b], args.threads, number)
                 )
+    if busy:
+        print(f"{busy} cells timed without an idle CPU (30 s timeout)", file=sys.stderr)
     return {"rows": rows, "openvino": openvino}
 
 
@@ -249,6 +279,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     parser.add_argument("--calls", type=int, default=8, help="batch-1 calls per timing (b: /b)")
     parser.add_argument("--no-openvino", action="store_true")
+    parser.add_argument(
+        "--wait-idle", action="store_true", help="start each cell on an idle CPU (Linux)"
+    )
     parser.add_argument("--json", help="also write the raw times here")
     parser.add_argument("--mixconv", action="store_true", help="time MixConv2d impls instead")
     parser.add_argument("--mixconv-batch", type=int, default=16)
