@@ -13,7 +13,9 @@ such cases, and both have exact fixes:
   a multiple of B; the extra channels have zero weights in and out, so they contribute nothing.
 
 The SE gate itself (x * gate, broadcast over H, W) still runs in NCHW: ORT blocks a Mul only when
-both inputs have the same shape (see the deploy benchmark notes).
+it can prove both inputs have the same shape. Broadcasting the gate with a Resize first keeps it
+blocked, but was not faster (docs/deploy.md). Nor is this alignment itself, measured at 2 threads
+(docs/deploy.md): the dense convs cost about what the saved reorders did, so it stays an option.
 """
 
 from __future__ import annotations
