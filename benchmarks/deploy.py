@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mixconv-batch", type=int, default=16)
     args = parser.parse_args(argv)
     header = (
-        f"{platform.processor() or platform.machine()}, {args.threads} threads, torch "
+        f"{_cpu_name()}, {args.threads} threads, torch "
         f"{torch.__version__}, {args.resolution}px, {args.rounds} interleaved rounds"
     )
     if args.mixconv:
@@ -305,6 +305,18 @@ def main(argv=None) -> int:
         ]  # fmt: skip
         Path(args.json).write_text(json.dumps(raw, indent=1))
     return 0
+
+
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux); platform.processor() is empty there."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _versions() -> str:
