@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import lightnets
 from lightnets.deploy import export_onnx, reparameterize
 from lightnets.deploy.layout import align_channels
 from lightnets.deploy.onnx import ort_session, relative_error
+from lightnets.profiling import cpu_model
 
 MODELS = ("mixnet_s", "mixnet_m", "mixnet_l", "mobilenet_v2_w100", "mobilenet_v3_large_w100")
 VARIANTS = ("eager", "channels_last", "reparam eager", "ORT plain", "ORT reparam",
@@ -287,7 +287,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mixconv-batch", type=int, default=16)
     args = parser.parse_args(argv)
     header = (
-        f"{_cpu_name()}, {args.threads} threads, torch "
+        f"{cpu_model()}, {args.threads} threads, torch "
         f"{torch.__version__}, {args.resolution}px, {args.rounds} interleaved rounds"
     )
     if args.mixconv:
@@ -305,18 +305,6 @@ def main(argv=None) -> int:
         ]  # fmt: skip
         Path(args.json).write_text(json.dumps(raw, indent=1))
     return 0
-
-
-def _cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux); platform.processor() is empty there."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _versions() -> str:
