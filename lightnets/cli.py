@@ -1,7 +1,9 @@
-"""The `lightnets` command: git-style subcommands, each a module with `main(argv) -> int`.
+"""The `lightnets` command: git-style subcommands, each a module of `lightnets.commands` with
+`main(argv) -> int`.
 
-This module only wires them together. Errors a user can fix (unknown model, bad file, missing
-optional package) are printed as one line and exit with status 2; anything else is a bug and raises.
+This module only dispatches. Mistakes a user can fix (a `lightnets.errors.LightnetsError`: unknown
+name, bad value, corrupt checkpoint, missing optional package; or a file that cannot be opened)
+print one line and exit with status 2. Anything else is a bug in lightnets and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,32 +12,28 @@ import importlib
 import sys
 
 from lightnets import __version__
+from lightnets.errors import LightnetsError
 
-# name -> (module, one-line help); modules are imported only when their command runs
-COMMANDS: dict[str, tuple[str, str]] = {
-    "layers": ("lightnets.tools.layers_table", "list the layer library with paper references"),
-    "models": ("lightnets.tools.models_table", "list registered models with params, MACs, top-1"),
-    "profile": ("lightnets.tools.profile", "params, MACs, memory and latency beside the papers"),
-    "train": ("lightnets.train.cli", "train a model on your images (or the built-in digits)"),
-    "eval": ("lightnets.train.evaluate", "evaluate a checkpoint on a labelled image folder"),
-    "predict": ("lightnets.train.predict", "classify images with a checkpoint"),
-    "export": ("lightnets.tools.export", "export to ONNX/TorchScript and verify with a runtime"),
-    "inspect": ("lightnets.tools.inspect", "look inside a network: kernels, frequencies, features"),
+# name -> one-line help; lightnets.commands.<name> is imported only when its command runs
+COMMANDS: dict[str, str] = {
+    "layers": "list the layer library with paper references",
+    "models": "list registered models with params, MACs, top-1",
+    "profile": "params, MACs, memory and latency beside the papers",
+    "train": "train a model on your images (or the built-in digits)",
+    "eval": "evaluate a checkpoint on a labelled image folder",
+    "predict": "classify images with a checkpoint",
+    "export": "export to ONNX/TorchScript and verify with a runtime",
+    "inspect": "look inside a network: kernels, frequencies, features",
 }
+MODULES = {"eval": "evaluate"}  # `eval` is a builtin name: its module is commands/evaluate.py
 
-USER_ERRORS = (
-    ValueError,
-    KeyError,
-    FileNotFoundError,
-    PermissionError,
-    IsADirectoryError,
-    ImportError,
-)
+# a path the user named that cannot be opened or written: the OSError names it
+FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines = [f"  {name:<{width}}  {help_}" for name, help_ in COMMANDS.items()]
     return "usage: lightnets [--version] COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(lines)
 
 
@@ -49,15 +47,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"lightnets: unknown command {name!r}\n{_usage()}", file=sys.stderr)
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, COMMANDS, n=2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        print(f"lightnets: unknown command {name!r}{hint}\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
+    module = importlib.import_module(f"lightnets.commands.{MODULES.get(name, name)}")
     try:
         return module.main(rest)
-    except USER_ERRORS as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"lightnets {name}: error: {message}", file=sys.stderr)
+    except (LightnetsError, *FILE_ERRORS) as err:
+        print(f"lightnets {name}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException) -> str:
+    text = (
+        str(err)
+        if not isinstance(err, OSError) or not err.filename
+        else (f"{err.filename}: {err.strerror or err}")
+    )
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from lightnets.errors import ConfigError
 from lightnets.registry import model_builder, model_card, resolve_name
 
 
@@ -32,7 +33,7 @@ def create_model(
     try:
         model = model_builder(canonical)(**kwargs)
     except TypeError as err:  # an override the builder does not take
-        raise ValueError(f"{canonical}: {err}") from None
+        raise ConfigError(f"{canonical}: {err}") from None
     model.model_name = canonical
     model.card = card
     if pretrained:

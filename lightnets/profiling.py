@@ -48,6 +48,8 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.flop_counter import flop_registry as MAC_OPS  # counted as 2 FLOPs per MAC
 
+from lightnets.errors import ConfigError, MissingDependencyError
+
 aten = torch.ops.aten
 
 # ---------------------------------------------------------------------------- parameters
@@ -296,9 +298,9 @@ def measure_latency(
     seconds. A call slower than `min_run_time` is timed once more after its block-size probe.
     """
     if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup!r}")
+        raise ConfigError(f"warmup must be >= 0, got {warmup!r}")
     if min_run_time <= 0:
-        raise ValueError(f"min_run_time must be positive, got {min_run_time!r}")
+        raise ConfigError(f"min_run_time must be positive, got {min_run_time!r}")
     threads = threads or default_threads()
     with torch_threads(threads):
         for _ in range(warmup):
@@ -361,7 +363,7 @@ def onnxruntime_runner(model: nn.Module, example: Tensor, threads: int, workdir:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             "--runtime onnxruntime needs onnxruntime: pip install lightnets[onnx]"
         ) from None
     path = export_onnx_for_timing(model, example.cpu(), workdir / "model.onnx")
@@ -406,14 +408,14 @@ def check_runtime(runtime: str, device: str | torch.device = "cpu") -> Runtime:
     import importlib.util
 
     if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     spec = RUNTIMES[runtime]
     if spec.package and importlib.util.find_spec(spec.package) is None:
-        raise ImportError(
+        raise MissingDependencyError(
             f"--runtime {runtime} needs {spec.package}: pip install lightnets[{spec.extra}]"
         )
     if spec.cpu_only and torch.device(device).type != "cpu":
-        raise ValueError(f"runtime {runtime!r} is timed on the CPU here; use --device cpu")
+        raise ConfigError(f"runtime {runtime!r} is timed on the CPU here; use --device cpu")
     return spec
 
 
@@ -483,7 +485,9 @@ def check_resolution(model: nn.Module, resolution: int, name: str = "") -> None:
     smallest = model_min_input(model)
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < smallest:
         who = name or getattr(model, "model_name", type(model).__name__)
-        raise ValueError(f"resolution {resolution!r} is too small for {who} (min_input {smallest})")
+        raise ConfigError(
+            f"resolution {resolution!r} is too small for {who} (min_input {smallest})"
+        )
 
 
 def profile_model(
@@ -509,7 +513,7 @@ def profile_model(
     check_resolution(model, resolution, name)
     batches = sorted(set(batch))
     if not batches or batches[0] < 1:
-        raise ValueError(f"batch sizes must be positive integers, got {tuple(batch)!r}")
+        raise ConfigError(f"batch sizes must be positive integers, got {tuple(batch)!r}")
     threads = threads or default_threads()
     device = torch.device(device)
     model = model.to(device).eval()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from lightnets.errors import ConfigError, UnknownNameError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
@@ -58,12 +60,12 @@ def register_model(fn=None, *, name: str | None = None, card: ModelCard | None =
     def add(fn):
         key = name or fn.__name__
         if key in _BUILDERS or key in _ALIASES:
-            raise ValueError(f"model {key!r} is registered twice")
+            raise ConfigError(f"model {key!r} is registered twice")
         _BUILDERS[key] = fn
         _CARDS[key] = card if card is not None else ModelCard(paper="")
         for alias in _CARDS[key].aliases:
             if alias in _BUILDERS or alias in _ALIASES:
-                raise ValueError(f"alias {alias!r} of {key!r} is already taken")
+                raise ConfigError(f"alias {alias!r} of {key!r} is already taken")
             _ALIASES[alias] = key
         return fn
 
@@ -83,7 +85,7 @@ def resolve_name(name: str) -> str:
         return _ALIASES[name]
     close = difflib.get_close_matches(name, [*_BUILDERS, *_ALIASES], n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; `lightnets models` lists them"
-    raise KeyError(f"unknown model {name!r}{hint}")
+    raise UnknownNameError(f"unknown model {name!r}{hint}")
 
 
 def list_models(pattern: str = "*", include_aliases: bool = False) -> list[str]:

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
+
 PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers
 
 
@@ -29,7 +31,7 @@ def read_state_dict(source: str | os.PathLike, sha256: str | None = None) -> dic
     if sha256 is not None:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if not digest.startswith(sha256.lower()):
-            raise ValueError(f"{path}: sha256 {digest[:16]}... does not match {sha256[:16]}...")
+            raise ConfigError(f"{path}: sha256 {digest[:16]}... does not match {sha256[:16]}...")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -38,7 +40,7 @@ def read_state_dict(source: str | os.PathLike, sha256: str | None = None) -> dic
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt, truncated or pickled with code: one line, not a traceback
-        raise ValueError(
+        raise ConfigError(
             f"cannot read weights from {path}: {type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}"
         ) from None
@@ -52,7 +54,7 @@ def unwrap_state_dict(state, where: str = "checkpoint") -> dict[str, Tensor]:
             state = state[key]
             break
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{where} holds no state dict of tensors")
+        raise ConfigError(f"{where} holds no state dict of tensors")
     out = {}
     for key, value in state.items():
         for prefix in PREFIXES:
@@ -103,7 +105,7 @@ def load_weights(
     if _is_timm_layout(state):
         name = getattr(model, "model_name", None)
         if name is None:
-            raise ValueError(
+            raise ConfigError(
                 "this is a timm checkpoint; build the model with create_model so the "
                 "converter knows its architecture"
             )
@@ -141,6 +143,6 @@ def load_weights(
             if all(k.startswith("classifier.") for k in [*missing, *unexpected, *misshaped])
             else ""
         )
-        raise ValueError(f"weights do not fit {type(model).__name__}: {'; '.join(parts)}{hint}")
+        raise ConfigError(f"weights do not fit {type(model).__name__}: {'; '.join(parts)}{hint}")
     model.load_state_dict(state, strict=strict)
     return model

@@ -524,7 +524,7 @@ def test_pretrained_weights_load_with_a_new_head(tmp_path):
     from safetensors.torch import save_file
 
     import lightnets
-    from lightnets.train.cli import build_model
+    from lightnets.checkpoints import build_model
 
     torch.manual_seed(1)
     source = lightnets.create_model("mobilenet_v1_w025", num_classes=1000)

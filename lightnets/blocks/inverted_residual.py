@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 from lightnets.layers.attention import SqueezeExcite
 from lightnets.layers.conv import ConvNormAct, make_divisible
@@ -59,7 +60,7 @@ class InvertedResidual(nn.Module):
         _checks.positive("in_channels", in_channels)
         _checks.positive("out_channels", out_channels)
         if expand_ratio <= 0:
-            raise ValueError(f"expand_ratio must be positive, got {expand_ratio!r}")
+            raise ConfigError(f"expand_ratio must be positive, got {expand_ratio!r}")
         mid = mid_channels or make_divisible(in_channels * expand_ratio)
         self.use_skip = skip and stride == 1 and in_channels == out_channels
         self.expand = (

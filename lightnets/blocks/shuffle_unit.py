@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 from lightnets.layers.conv import ConvNormAct
 from lightnets.layers.shuffle import ChannelShuffle, channel_shuffle
@@ -52,12 +53,12 @@ class ShuffleUnitV1(nn.Module):
         _checks.stride(stride)
         _checks.positive("groups", groups)
         if stride == 1 and out_channels != in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"a stride-1 ShuffleUnitV1 adds its input, so out_channels must equal "
                 f"in_channels={in_channels}, got {out_channels}"
             )
         if stride == 2 and out_channels <= in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"a stride-2 ShuffleUnitV1 concatenates its input, so out_channels must exceed "
                 f"in_channels={in_channels}, got {out_channels}"
             )
@@ -108,7 +109,7 @@ class ShuffleUnitV2(nn.Module):
         _checks.stride(stride)
         _checks.divisible("out_channels", out_channels, 2)
         if stride == 1 and out_channels != in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"a stride-1 ShuffleUnitV2 splits and re-joins its input, so out_channels must "
                 f"equal in_channels={in_channels}, got {out_channels}"
             )

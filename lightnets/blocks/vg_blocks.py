@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 from lightnets.layers.activations import make_act
 from lightnets.layers.attention import SqueezeExcite
@@ -122,7 +123,7 @@ class DownsamplingBlock(nn.Module):
         _checks.positive("out_channels", out_channels)
         _checks.stride(stride)
         if method not in DOWNSAMPLING:
-            raise ValueError(f"method must be one of {DOWNSAMPLING}, got {method!r}")
+            raise ConfigError(f"method must be one of {DOWNSAMPLING}, got {method!r}")
         if method == "dwconv" or stride == 1:
             self.downsample = nn.Conv2d(
                 in_channels, in_channels, 3, stride, 1, groups=in_channels, bias=False
@@ -177,7 +178,7 @@ class HalfIdentityBlock(nn.Module):
         super().__init__()
         _checks.positive("channels", channels)
         if channels % 2:
-            raise ValueError(f"channels must be even to split in halves, got {channels}")
+            raise ConfigError(f"channels must be even to split in halves, got {channels}")
         self.channels, half = channels, channels // 2
         if kernels == "learned":
             self.dw = nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False)

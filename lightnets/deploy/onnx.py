@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lightnets.errors import ConfigError, MissingDependencyError
+
 INPUT, OUTPUT = "input", "output"
 
 
@@ -27,7 +29,7 @@ def _require_onnx():
         import onnx
         import onnxruntime
     except ImportError as err:
-        raise ImportError(
+        raise MissingDependencyError(
             f"ONNX export needs onnx and onnxruntime ({err.name} is missing): "
             "pip install lightnets[onnx]"
         ) from None
@@ -43,7 +45,7 @@ def relative_error(actual, expected) -> float:
 def _size(input_size: int | tuple[int, int]) -> tuple[int, int]:
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size):
-        raise ValueError(f"input_size must be a positive int or (H, W), got {input_size!r}")
+        raise ConfigError(f"input_size must be a positive int or (H, W), got {input_size!r}")
     return size
 
 
@@ -76,7 +78,7 @@ def export_onnx(
     onnx, _ = _require_onnx()
     h, w = _size(input_size)
     if not 7 <= opset <= 23:
-        raise ValueError(f"opset must be between 7 and 23, got {opset}")
+        raise ConfigError(f"opset must be between 7 and 23, got {opset}")
     path = Path(path)
     check_writable(path)
     in_chans = in_chans or getattr(model, "in_chans", 3)
@@ -100,7 +102,7 @@ def export_onnx(
         onnx.save(proto, str(path))
     error = onnx_parity(path, reference if reference is not None else model, (in_chans, h, w))
     if error > rtol:
-        raise ValueError(
+        raise ConfigError(
             f"onnxruntime output differs from PyTorch: relative error {error:.2e} > {rtol:.0e} "
             f"({path})"
         )
@@ -178,7 +180,7 @@ def onnx_parity(
                 expected = reference(x)
             (actual,) = session.run([OUTPUT], {INPUT: x.numpy()})
             if tuple(actual.shape) != tuple(expected.shape):
-                raise ValueError(
+                raise ConfigError(
                     f"onnxruntime output shape {tuple(actual.shape)} != PyTorch "
                     f"{tuple(expected.shape)} at batch {batch} ({path})"
                 )

@@ -14,12 +14,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lightnets.errors import MissingDependencyError
+
 
 def _require_openvino():
     try:
         import openvino
     except ImportError:
-        raise ImportError("OpenVINO is not installed: pip install lightnets[openvino]") from None
+        raise MissingDependencyError(
+            "OpenVINO is not installed: pip install lightnets[openvino]"
+        ) from None
     return openvino
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError, MissingDependencyError, UnknownNameError
 from lightnets.inspect.kernels import collect_depthwise_kernels
 
 
@@ -30,19 +31,21 @@ def load_image(
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError as err:
-        raise ImportError("reading images needs Pillow: pip install lightnets[train]") from err
+        raise MissingDependencyError(
+            "reading images needs Pillow: pip install lightnets[train]"
+        ) from err
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     if in_chans not in (1, 3):
-        raise ValueError(f"images can feed 1 or 3 input channels, the model has {in_chans}")
+        raise ConfigError(f"images can feed 1 or 3 input channels, the model has {in_chans}")
     h, w = (size, size) if isinstance(size, int) else size
     try:
         with Image.open(path) as img:
             img = img.convert("L" if in_chans == 1 else "RGB").resize((w, h), Image.BILINEAR)
             data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from None
+        raise ConfigError(f"cannot read image {path}: {err}") from None
     x = data.reshape(h, w, in_chans).permute(2, 0, 1).float() / 255.0
     if in_chans == 1:
         mean, std = [sum(mean) / len(mean)], [sum(std) / len(std)]
@@ -77,7 +80,7 @@ def capture_features(
     layers = list(layers) if layers is not None else default_feature_layers(model)
     unknown = [name for name in layers if name not in modules]
     if unknown:
-        raise KeyError(f"no layer named {unknown[0]!r} in {type(model).__name__}")
+        raise UnknownNameError(f"no layer named {unknown[0]!r} in {type(model).__name__}")
     captured: dict[str, Tensor] = {}
     handles = [
         modules[name].register_forward_hook(

@@ -35,6 +35,7 @@ from functools import cache
 import torch
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.layers.fixed import FixedDepthwiseConv2d, fixed_kernel, gaussian_kernel
 from lightnets.layers.mixconv import MixConv2d
 from lightnets.layers.separable import GlobalDepthwiseConv2d
@@ -129,7 +130,7 @@ def collect_depthwise_kernels(model: nn.Module) -> OrderedDict[str, DepthwiseKer
                 (name, module.weight, module.stride[0], False, module.dilation[0], None, None)
             )
     if not found:
-        raise ValueError(
+        raise ConfigError(
             f"{module_name(model)} has no depthwise convolution (groups == in == out "
             "channels, kernel > 1) to inspect"
         )
@@ -213,7 +214,7 @@ def templates(size: int) -> dict[str, tuple[str, Tensor]]:
     peak.
     """
     if size < 3 or size % 2 == 0:
-        raise ValueError(f"kernel size must be odd and >= 3, got {size}")
+        raise ConfigError(f"kernel size must be odd and >= 3, got {size}")
     out: dict[str, tuple[str, Tensor]] = {}
     for sigma in SIGMAS:
         out[f"gaussian_s{sigma:g}"] = ("gaussian", gaussian_kernel(size, sigma))
@@ -246,7 +247,7 @@ def _as_stack(kernels: Tensor) -> Tensor:
     if w.ndim == 4 and w.shape[1] == 1:  # a conv weight (C, 1, k, k)
         w = w[:, 0]
     if w.ndim != 3 or w.shape[-1] != w.shape[-2]:
-        raise ValueError(
+        raise ConfigError(
             f"kernels must be (k, k), (N, k, k) or (N, 1, k, k), got shape {tuple(w.shape)}"
         )
     return w.detach().to("cpu", torch.float64)
@@ -272,7 +273,7 @@ def low_frequency_energy(
     An all-zero kernel scores NaN.
     """
     if not 0.0 < cutoff <= 0.5:
-        raise ValueError(f"cutoff must be in (0, 0.5] cycles/pixel, got {cutoff!r}")
+        raise ConfigError(f"cutoff must be in (0, 0.5] cycles/pixel, got {cutoff!r}")
     w = _as_stack(kernels)
     power, pad = _spectrum(w, pad or max(32, 4 * w.shape[-1]))
     f = torch.fft.fftfreq(pad, dtype=torch.float64).abs()

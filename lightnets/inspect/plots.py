@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.inspect.kernels import CLASSES, DepthwiseKernels, KernelClasses
 from lightnets.inspect.table import stage_label
 
@@ -25,7 +26,7 @@ def _figure(width: float, height: float):
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise ImportError("plots need matplotlib: pip install lightnets[plot]") from err
+        raise MissingDependencyError("plots need matplotlib: pip install lightnets[plot]") from err
     return Figure(figsize=(width, height), dpi=110)
 
 
@@ -61,7 +62,7 @@ def plot_kernel_atlas(
     white 0). With `classes`, a letter marks each kernel's class (G blur, E edge, I identity).
     """
     if not records:
-        raise ValueError("no depthwise layers to draw")
+        raise ConfigError("no depthwise layers to draw")
     cell = max(r.kernel_size for r in records.values())
     count = min(max_kernels, max(r.channels for r in records.values()))
     rows: list[tuple[str, DepthwiseKernels | None]] = []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.inspect.features import capture_features, default_feature_layers
 from lightnets.inspect.kernels import classify_kernels, collect_depthwise_kernels
 from lightnets.inspect.similarity import similarity_matrices
@@ -47,7 +48,7 @@ def kernel_report(
     architecture at random init) is quoted in the summary of a single model.
     """
     if not models:
-        raise ValueError("kernel_report needs at least one model")
+        raise ConfigError("kernel_report needs at least one model")
     out = Path(out_dir)
     report = Report()
     records_of = {label: collect_depthwise_kernels(m) for label, m in models.items()}
@@ -139,7 +140,7 @@ def feature_report(
     """Per-stage feature-map grids and the layer-to-layer similarity of each labelled model for
     input `x`: features_<stage>.png, similarity.png, similarity.json, summary.txt."""
     if not models:
-        raise ValueError("feature_report needs at least one model")
+        raise ConfigError("feature_report needs at least one model")
     out = Path(out_dir)
     report = Report()
     dump = {}

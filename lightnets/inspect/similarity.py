@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightnets.errors import ConfigError
 from lightnets.inspect.kernels import one_thread
 
 
@@ -31,7 +32,7 @@ def _as_maps(x: Tensor, name: str) -> Tensor:
     if x.ndim == 3:
         x = x.unsqueeze(0)
     if x.ndim != 4:
-        raise ValueError(
+        raise ConfigError(
             f"{name} must be a feature map (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}"
         )
     return x
@@ -39,7 +40,7 @@ def _as_maps(x: Tensor, name: str) -> Tensor:
 
 def _match_size(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     if a.shape[0] != b.shape[0]:
-        raise ValueError(f"feature maps hold different batch sizes: {a.shape[0]} and {b.shape[0]}")
+        raise ConfigError(f"feature maps hold different batch sizes: {a.shape[0]} and {b.shape[0]}")
     size = (min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]))
     return F.adaptive_avg_pool2d(a, size), F.adaptive_avg_pool2d(b, size)
 

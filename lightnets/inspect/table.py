@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lightnets.errors import ConfigError
 from lightnets.inspect.kernels import (
     CLASSES,
     DepthwiseKernels,
@@ -91,5 +92,5 @@ def write_rows(rows: Sequence[dict], path: str | Path) -> Path:
             writer.writeheader()
             writer.writerows(rows)
     else:
-        raise ValueError(f"table path must end in .csv or .json, got {str(path)!r}")
+        raise ConfigError(f"table path must end in .csv or .json, got {str(path)!r}")
     return path

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from lightnets.errors import ConfigError
+
 try:  # torch >= 2.6; the older name logs a warning on every call there
     from torch.fx._symbolic_trace import is_fx_symbolic_tracing as is_fx_tracing
 except ImportError:  # pragma: no cover
@@ -14,7 +16,7 @@ except ImportError:  # pragma: no cover
 
 def positive(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return value
 
 
@@ -22,23 +24,23 @@ def odd_kernels(name: str, kernels: int | Sequence[int]) -> tuple[int, ...]:
     """Kernels as a tuple of positive odd ints (an even kernel has no centre to pad around)."""
     kernels = (kernels,) if isinstance(kernels, int) else tuple(kernels)
     if not kernels:
-        raise ValueError(f"{name} must name at least one kernel size, got {kernels!r}")
+        raise ConfigError(f"{name} must name at least one kernel size, got {kernels!r}")
     for k in kernels:
         positive(name, k)
         if k % 2 == 0:
-            raise ValueError(f"{name} must hold odd sizes, got {k} in {kernels}")
+            raise ConfigError(f"{name} must hold odd sizes, got {k} in {kernels}")
     return kernels
 
 
 def stride(value: int) -> int:
     if value not in (1, 2):
-        raise ValueError(f"stride must be 1 or 2, got {value!r}")
+        raise ConfigError(f"stride must be 1 or 2, got {value!r}")
     return value
 
 
 def divisible(name: str, channels: int, groups: int) -> None:
     if channels % groups:
-        raise ValueError(f"{name}={channels} is not divisible by groups={groups}")
+        raise ConfigError(f"{name}={channels} is not divisible by groups={groups}")
 
 
 def is_tracing() -> bool:
@@ -51,4 +53,4 @@ def input_4d(x: torch.Tensor, channels: int, layer: str) -> None:
     if is_tracing():
         return
     if x.ndim != 4 or x.shape[1] != channels:
-        raise ValueError(f"{layer} expects input (N, {channels}, H, W), got {tuple(x.shape)}")
+        raise ConfigError(f"{layer} expects input (N, {channels}, H, W), got {tuple(x.shape)}")

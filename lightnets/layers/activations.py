@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from lightnets.errors import UnknownNameError
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "relu6": nn.ReLU6,
@@ -25,7 +27,9 @@ def get_act(act: str | type[nn.Module] | None) -> type[nn.Module] | None:
     try:
         return ACTIVATIONS[act]
     except KeyError:
-        raise KeyError(f"unknown activation {act!r}; known: {', '.join(ACTIVATIONS)}") from None
+        raise UnknownNameError(
+            f"unknown activation {act!r}; known: {', '.join(ACTIVATIONS)}"
+        ) from None
 
 
 def make_act(act_layer: type[nn.Module] | None, channels: int) -> nn.Module:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 from lightnets.layers.activations import get_act, make_act
 
@@ -25,7 +26,7 @@ class SqueezeExcite(nn.Module):
         _checks.positive("channels", channels)
         _checks.positive("reduced_channels", reduced_channels)
         if gate not in GATES:
-            raise ValueError(f"gate must be one of {tuple(GATES)}, got {gate!r}")
+            raise ConfigError(f"gate must be one of {tuple(GATES)}, got {gate!r}")
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.reduce = nn.Conv2d(channels, reduced_channels, 1, bias=True)
         self.act = make_act(get_act(act_layer), reduced_channels)

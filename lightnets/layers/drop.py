@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
+
 
 class DropPath(nn.Module):
     """In training, zero the branch for a random `p` share of samples; scale the rest by 1/(1-p)."""
@@ -12,7 +14,7 @@ class DropPath(nn.Module):
     def __init__(self, p: float = 0.0):
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop-path rate must be in [0, 1), got {p!r}")
+            raise ConfigError(f"drop-path rate must be in [0, 1), got {p!r}")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:

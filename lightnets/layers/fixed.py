@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 
 
@@ -21,7 +22,7 @@ def gaussian_kernel(size: int, sigma: float) -> Tensor:
     """A (size, size) Gaussian that sums to 1."""
     _checks.odd_kernels("size", size)
     if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma!r}")
+        raise ConfigError(f"sigma must be positive, got {sigma!r}")
     r = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(r**2) / (2 * sigma**2))
     k = torch.outer(g, g)
@@ -32,7 +33,7 @@ def _centered(small: list[list[float]], size: int) -> Tensor:
     """Place a 3x3 stencil at the centre of a (size, size) zero kernel."""
     _checks.odd_kernels("size", size)
     if size < 3:
-        raise ValueError(f"edge kernels need size >= 3, got {size}")
+        raise ConfigError(f"edge kernels need size >= 3, got {size}")
     k = torch.zeros(size, size)
     c = size // 2
     k[c - 1 : c + 2, c - 1 : c + 2] = torch.tensor(small)
@@ -63,7 +64,7 @@ def fixed_kernel(kind: str, size: int = 3, sigma: float = 1.0) -> Tensor:
     if kind == "laplacian":
         kind = "laplacian4"
     if kind not in STENCILS:
-        raise ValueError(f"unknown fixed kernel {kind!r}; known: {', '.join(KINDS)}")
+        raise ConfigError(f"unknown fixed kernel {kind!r}; known: {', '.join(KINDS)}")
     if kind == "identity":
         _checks.odd_kernels("size", size)
         k = torch.zeros(size, size)

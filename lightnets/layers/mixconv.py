@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 from lightnets.layers.padding import conv2d, pad_tf_same
 
@@ -43,9 +44,9 @@ def split_channels(channels: int, groups: int, split: str = "equal") -> list[int
         sizes = [channels // 2 ** (i + 1) for i in range(groups - 1)]
         sizes.append(channels - sum(sizes))
     else:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     if min(sizes) < 1:
-        raise ValueError(
+        raise ConfigError(
             f"cannot split {channels} channels into {groups} groups ({split} split gives {sizes})"
         )
     return sizes
@@ -101,12 +102,12 @@ class MixConv2d(nn.Module):
         kernels = _checks.odd_kernels("kernel_size", kernel_size)
         dilations = (dilation,) * len(kernels) if isinstance(dilation, int) else tuple(dilation)
         if len(dilations) != len(kernels):
-            raise ValueError(f"dilation {dilation!r} must be one int or one per kernel {kernels}")
+            raise ConfigError(f"dilation {dilation!r} must be one int or one per kernel {kernels}")
         for d in dilations:
             _checks.positive("dilation", d)
         _checks.stride(stride)
         if depthwise and out_channels != in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"depthwise MixConv2d needs out_channels == in_channels, got {out_channels} != "
                 f"{in_channels}"
             )
@@ -129,9 +130,9 @@ class MixConv2d(nn.Module):
             for c_in, c_out, k, d in zip(self.in_splits, self.out_splits, kernels, dilations)
         )
         if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+            raise ConfigError(f"impl must be one of {IMPLS}, got {impl!r}")
         if impl == "merged" and self.merge_blocker():
-            raise ValueError(f"impl='merged' is not exact here: {self.merge_blocker()}")
+            raise ConfigError(f"impl='merged' is not exact here: {self.merge_blocker()}")
         self.impl = impl
 
     # ------------------------------------------------------------------ the merged form

@@ -11,6 +11,8 @@ import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
+
 
 def tf_same_pad_amount(size, kernel: int, stride: int, dilation: int):
     """Total padding TF adds along one axis of length `size` (works on ints and traced sizes)."""
@@ -47,7 +49,7 @@ def conv2d(
 ) -> nn.Conv2d:
     """A Conv2d whose output is ceil(input / stride), padded the PyTorch way or TF's way."""
     if padding not in ("same", "tf_same"):
-        raise ValueError(f"padding must be 'same' or 'tf_same', got {padding!r}")
+        raise ConfigError(f"padding must be 'same' or 'tf_same', got {padding!r}")
     if padding == "tf_same" and stride > 1:
         return TfSameConv2d(
             in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 from lightnets.layers._checks import is_tracing
 
@@ -61,7 +62,7 @@ class GlobalDepthwiseConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if not is_tracing() and tuple(x.shape[-2:]) != self.feature_size:
-            raise ValueError(
+            raise ConfigError(
                 f"GlobalDepthwiseConv2d expects {self.feature_size} feature maps, got "
                 f"{tuple(x.shape[-2:])}; the model's input size is fixed"
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 
 
@@ -23,7 +24,7 @@ class ChannelShuffle(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if not _checks.is_tracing() and (x.ndim != 4 or x.shape[1] % self.groups):
-            raise ValueError(
+            raise ConfigError(
                 f"ChannelShuffle({self.groups}) needs (N, C, H, W) with C divisible "
                 f"by {self.groups}, got {tuple(x.shape)}"
             )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.layers._checks import is_tracing
 
 
@@ -44,9 +45,9 @@ class LightNet(nn.Module):
     ):
         super().__init__()
         if len(stage_channels) != len(stages) or len(stage_strides) != len(stages):
-            raise ValueError("stage_channels and stage_strides need one entry per stage")
+            raise ConfigError("stage_channels and stage_strides need one entry per stage")
         if not 0.0 <= drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+            raise ConfigError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
         self.in_chans, self.num_classes, self.num_features = in_chans, num_classes, num_features
         self.stage_channels = list(stage_channels)
         reductions, r = [], stem_stride
@@ -66,14 +67,14 @@ class LightNet(nn.Module):
         if is_tracing():
             return
         if x.ndim != 4:
-            raise ValueError(f"expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+            raise ConfigError(f"expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_chans:
-            raise ValueError(
+            raise ConfigError(
                 f"expected {self.in_chans} input channels, got {x.shape[1]} (shape "
                 f"{tuple(x.shape)}); build the model with in_chans={x.shape[1]}"
             )
         if min(x.shape[-2:]) < self.min_input:
-            raise ValueError(
+            raise ConfigError(
                 f"input {tuple(x.shape[-2:])} is smaller than this model's minimum "
                 f"{self.min_input}x{self.min_input}"
             )
@@ -129,7 +130,7 @@ class FeatureExtractor(nn.Module):
             ]
         bad = [i for i in out_indices if not 0 <= i < len(info)]
         if bad:
-            raise ValueError(f"out_indices {bad} out of range for {len(info)} stages")
+            raise ConfigError(f"out_indices {bad} out of range for {len(info)} stages")
         self.out_indices = list(out_indices)
         self.feature_info = [info[i] for i in self.out_indices]
         self.check_input = model.check_input

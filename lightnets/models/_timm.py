@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from torch import Tensor
 
+from lightnets.errors import ConfigError, UnknownNameError
 from lightnets.registry import list_models, model_card, resolve_name
 
 Rules = Sequence[tuple[str, str]]
@@ -41,12 +42,12 @@ def rename_key(name: str, key: str) -> str:
     canonical = _lightnets_name(name)
     if canonical not in _RULES:
         known = ", ".join(sorted(_RULES)) or "none"
-        raise KeyError(f"no timm converter for {canonical!r}; models with one: {known}")
+        raise UnknownNameError(f"no timm converter for {canonical!r}; models with one: {known}")
     for pattern, repl in _RULES[canonical]:
         match = pattern.fullmatch(key)
         if match:
             return match.expand(repl)
-    raise ValueError(f"{canonical}: timm key {key!r} matches no conversion rule")
+    raise ConfigError(f"{canonical}: timm key {key!r} matches no conversion rule")
 
 
 def convert(name: str, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:

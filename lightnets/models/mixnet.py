@@ -25,6 +25,7 @@ from functools import partial
 from torch import nn
 
 from lightnets.blocks import InvertedResidual
+from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, get_act, make_divisible
 from lightnets.models._common import LightNet, init_weights
 from lightnets.models._timm import register_timm_rules
@@ -48,9 +49,9 @@ class MixRow:
 
     def __post_init__(self):
         if self.n < 1 or self.out < 1 or self.e < 1 or self.s not in (1, 2):
-            raise ValueError(f"bad row {self}")
+            raise ConfigError(f"bad row {self}")
         if not self.k or any(k % 2 == 0 for k in self.k) or min(self.pw) < 1:
-            raise ValueError(f"bad row {self}")
+            raise ConfigError(f"bad row {self}")
 
 
 # fmt: off
@@ -124,9 +125,9 @@ class MixNet(LightNet):
         padding: str = "same",
     ):
         if width <= 0 or depth <= 0:
-            raise ValueError(f"width and depth must be positive, got width={width}, depth={depth}")
+            raise ConfigError(f"width and depth must be positive, got width={width}, depth={depth}")
         if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+            raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
         rows = [
             replace(r, n=math.ceil(r.n * depth), out=make_divisible(r.out * width)) for r in table
         ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from lightnets.blocks import InvertedResidual
+from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, GlobalDepthwiseConv2d
 from lightnets.models._common import LightNet, init_weights
 from lightnets.registry import ModelCard, register_model
@@ -40,7 +41,7 @@ class FaceRow:
 
     def __post_init__(self):
         if self.t < 1 or self.c < 1 or self.n < 1 or self.s not in (1, 2):
-            raise ValueError(f"bad row {self}")
+            raise ConfigError(f"bad row {self}")
 
 
 # fmt: off
@@ -77,7 +78,7 @@ class MobileFaceNet(LightNet):
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
     ):
         if small_input:
-            raise ValueError(
+            raise ConfigError(
                 "small_input=True is not supported by MobileFaceNet: its GDConv head needs the "
                 f"7x7 map of a {INPUT_SIZE}x{INPUT_SIZE} input"
             )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from torch import nn
 
 from lightnets.blocks import DepthwiseSeparableConv2d
+from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, make_divisible
 from lightnets.models._common import LightNet, init_weights
 from lightnets.models._kernel_study import KernelVariant, register_kernel_study
@@ -39,7 +40,7 @@ class DSRow:
 
     def __post_init__(self):
         if self.s not in (1, 2) or self.n < 1 or any(k % 2 == 0 for k in self.k):
-            raise ValueError(f"bad row {self}")
+            raise ConfigError(f"bad row {self}")
 
 
 # Table 1 after the 3x3 stem conv (32 channels, stride 2); each block is dw 3x3 -> 1x1.
@@ -100,7 +101,7 @@ class MobileNetV1(LightNet):
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
     ):
         if not width > 0:
-            raise ValueError(f"width must be positive, got {width!r}")
+            raise ConfigError(f"width must be positive, got {width!r}")
         stem_stride = 1 if small_input else 2
         channels = make_divisible(stem_channels * width)
         stem = ConvNormAct(

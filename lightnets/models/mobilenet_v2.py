@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from torch import nn
 
 from lightnets.blocks import InvertedResidual
+from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, make_divisible
 from lightnets.models._common import LightNet, init_weights
 from lightnets.models._kernel_study import KernelVariant, register_kernel_study
@@ -39,7 +40,7 @@ class IRRow:
 
     def __post_init__(self):
         if self.s not in (1, 2) or self.n < 1 or self.e <= 0 or any(k % 2 == 0 for k in self.k):
-            raise ValueError(f"bad row {self}")
+            raise ConfigError(f"bad row {self}")
 
 
 # Table 2 between the 3x3 stem conv (32, stride 2) and the 1x1 conv to 1280.
@@ -106,7 +107,7 @@ class MobileNetV2(LightNet):
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
     ):
         if not width > 0:
-            raise ValueError(f"width must be positive, got {width!r}")
+            raise ConfigError(f"width must be positive, got {width!r}")
         stem_stride = 1 if small_input else 2
         channels = make_divisible(stem_channels * width)
         stem = ConvNormAct(

@@ -20,6 +20,7 @@ from itertools import groupby
 from torch import Tensor, nn
 
 from lightnets.blocks import InvertedResidual
+from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, get_act, make_divisible
 from lightnets.models._common import LightNet, init_weights
 from lightnets.models._timm import register_timm_rules
@@ -39,7 +40,7 @@ class BneckRow:
 
     def __post_init__(self):
         if self.s not in (1, 2) or any(k % 2 == 0 for k in self.k):
-            raise ValueError(f"bad row {self}")
+            raise ConfigError(f"bad row {self}")
         get_act(self.act)  # KeyError for an unknown name, at import rather than at build
 
 
@@ -116,7 +117,7 @@ class MobileNetV3(LightNet):
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
     ):
         if not width > 0:
-            raise ValueError(f"width must be positive, got {width!r}")
+            raise ConfigError(f"width must be positive, got {width!r}")
         stem_stride = 1 if small_input else 2
         channels = make_divisible(stem_channels * width)
         stem = ConvNormAct(

@@ -27,6 +27,7 @@ from functools import partial
 from torch import nn
 
 from lightnets.blocks import ShuffleUnitV1
+from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct
 from lightnets.models._common import LightNet, init_weights
 from lightnets.registry import ModelCard, register_model
@@ -39,9 +40,9 @@ class GroupRow:
 
     def __post_init__(self):
         if self.groups < 1 or len(self.channels) != 3:
-            raise ValueError(f"bad row {self}")
+            raise ConfigError(f"bad row {self}")
         if any(c % self.groups for c in self.channels):
-            raise ValueError(f"bad row {self}")
+            raise ConfigError(f"bad row {self}")
 
 
 # fmt: off
@@ -64,9 +65,9 @@ def stage_widths(groups: int, width: float = 1.0) -> list[int]:
     """Table 1 widths for `groups`, times `width`, kept multiples of `groups`."""
     rows = {row.groups: row for row in SHUFFLENET_V1}
     if groups not in rows:
-        raise ValueError(f"groups must be one of {sorted(rows)} (Table 1), got {groups!r}")
+        raise ConfigError(f"groups must be one of {sorted(rows)} (Table 1), got {groups!r}")
     if width <= 0:
-        raise ValueError(f"width must be positive, got {width!r}")
+        raise ConfigError(f"width must be positive, got {width!r}")
     return [groups * max(1, round(c * width / groups)) for c in rows[groups].channels]
 
 

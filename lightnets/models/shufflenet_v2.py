@@ -20,6 +20,7 @@ from functools import partial
 from torch import nn
 
 from lightnets.blocks import ShuffleUnitV2
+from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct
 from lightnets.models._common import LightNet, init_weights
 from lightnets.registry import ModelCard, register_model
@@ -33,7 +34,7 @@ class V2Row:
 
     def __post_init__(self):
         if len(self.channels) != 3 or any(c % 2 for c in self.channels) or self.head < 1:
-            raise ValueError(f"bad row {self}")
+            raise ConfigError(f"bad row {self}")
 
 
 # fmt: off
@@ -71,7 +72,7 @@ class ShuffleNetV2(LightNet):
     ):
         rows = {row.width: row for row in SHUFFLENET_V2}
         if width not in rows:
-            raise ValueError(f"width must be one of {sorted(rows)} (Table 5), got {width!r}")
+            raise ConfigError(f"width must be one of {sorted(rows)} (Table 5), got {width!r}")
         row = rows[width]
         stem = nn.Sequential(
             ConvNormAct(in_chans, STEM_CHANNELS, 3, 1 if small_input else 2, norm_layer=norm_layer),

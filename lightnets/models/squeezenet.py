@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightnets.blocks import FireModule
+from lightnets.errors import ConfigError
 from lightnets.models._common import LightNet, init_weights
 from lightnets.registry import ModelCard, register_model
 
@@ -103,7 +104,7 @@ class SqueezeNet(LightNet):
         small_input: bool = False,
     ):
         if version not in VERSIONS:
-            raise ValueError(f"version must be one of {sorted(VERSIONS)}, got {version!r}")
+            raise ConfigError(f"version must be one of {sorted(VERSIONS)}, got {version!r}")
         stem_channels, k, make_stages, min_input = VERSIONS[version]
         stages = make_stages()
         stem = nn.Sequential(

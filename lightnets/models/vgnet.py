@@ -40,6 +40,7 @@ from lightnets.blocks.vg_blocks import (
     SharedDepthwiseConv2d,
     conv_act_norm,
 )
+from lightnets.errors import ConfigError
 from lightnets.layers.activations import get_act
 from lightnets.layers.fixed import FixedDepthwiseConv2d
 from lightnets.models._common import LightNet, init_weights
@@ -60,7 +61,7 @@ class VGSize:
 
     def __post_init__(self):
         if min(self.n) < 1 or any(c % 2 for c in self.out):
-            raise ValueError(f"bad size {self}")
+            raise ConfigError(f"bad size {self}")
 
 
 #                 stem  stage outputs           blocks per stage

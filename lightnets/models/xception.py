@@ -27,6 +27,7 @@ from torch import nn
 
 from lightnets.blocks import XceptionBlock
 from lightnets.blocks.xception_block import SeparableConv2d
+from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct
 from lightnets.models._common import LightNet, init_weights
 from lightnets.registry import INCEPTION_MEAN, INCEPTION_STD, ModelCard, register_model
@@ -43,7 +44,7 @@ class XceptionRow:
 
     def __post_init__(self):
         if self.n < 1 or self.out < 1 or self.reps < 1 or self.s not in (1, 2):
-            raise ValueError(f"bad row {self}")
+            raise ConfigError(f"bad row {self}")
 
 
 # fmt: off

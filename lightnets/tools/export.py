@@ -18,6 +18,7 @@ from torch import nn
 
 import lightnets
 from lightnets.deploy.onnx import check_writable
+from lightnets.errors import ConfigError
 
 FORMATS = ("onnx", "torchscript")
 
@@ -84,7 +85,7 @@ def build(name: str, checkpoint: str | None, resolution: int | None) -> tuple[nn
         try:
             lightnets.load_weights(model, state)
         except ValueError as err:
-            raise ValueError(f"--checkpoint {checkpoint} does not fit {name}: {err}") from None
+            raise ConfigError(f"--checkpoint {checkpoint} does not fit {name}: {err}") from None
     metadata = {
         "model_name": model.model_name,
         "paper": card.paper,
@@ -120,7 +121,7 @@ def export_torchscript(
         with torch.no_grad():
             error = max(error, relative_error(loaded(x), reference(x)))
     if error > rtol:
-        raise ValueError(f"TorchScript output differs: relative error {error:.2e} > {rtol:.0e}")
+        raise ConfigError(f"TorchScript output differs: relative error {error:.2e} > {rtol:.0e}")
     return error
 
 

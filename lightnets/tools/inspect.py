@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import lightnets
+from lightnets.errors import ConfigError
 from lightnets.registry import resolve_name
 
 
@@ -64,7 +65,7 @@ def build(
         state, cfg = read_checkpoint(checkpoint)
         trained = cfg.get("model")
         if trained and resolve_name(trained) != resolve_name(name):
-            raise ValueError(f"checkpoint {checkpoint} holds {trained}, not {name}")
+            raise ConfigError(f"checkpoint {checkpoint} holds {trained}, not {name}")
         if cfg.get("in_chans"):
             kwargs["in_chans"] = cfg["in_chans"]
         # `lightnets train` rule: small_input defaults to img_size <= 64
@@ -100,14 +101,14 @@ def _entries(args: argparse.Namespace) -> tuple[dict[str, nn.Module], dict]:
             pairs.append((name, ckpt))
     labels = args.labels or [None] * len(pairs)
     if len(labels) != len(pairs):
-        raise ValueError(f"--labels needs {len(pairs)} names, one per model, got {len(labels)}")
+        raise ConfigError(f"--labels needs {len(pairs)} names, one per model, got {len(labels)}")
     models, config = {}, {}
     for (name, ckpt), label in zip(pairs, labels):
         if label is None:
             tag = "random init" if ckpt in (None, "random") else Path(ckpt).name
             label = f"{name} ({tag})" if f"{name} ({tag})" not in models else f"{name} ({ckpt})"
         if label in models:
-            raise ValueError(f"--labels must differ, got {label!r} twice")
+            raise ConfigError(f"--labels must differ, got {label!r} twice")
         models[label], cfg = build(name, ckpt, args)
         config = config or cfg
     return models, config
@@ -167,13 +168,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.compare and args.checkpoint:
-        raise ValueError("use either --checkpoint or --compare, not both")
+        raise ConfigError("use either --checkpoint or --compare, not both")
     from lightnets.inspect import feature_report, kernel_report, load_image
 
     models, config = _entries(args)
     if args.action == "kernels":
         if args.max_kernels < 1:
-            raise ValueError(f"--max-kernels must be >= 1, got {args.max_kernels}")
+            raise ConfigError(f"--max-kernels must be >= 1, got {args.max_kernels}")
         baseline = (
             build(args.model, args.checkpoint, args, load=False)[0]
             if args.checkpoint and not args.no_baseline

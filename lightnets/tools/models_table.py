@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 import lightnets
+from lightnets.errors import UnknownNameError
 
 
 def _fmt(value, spec: str) -> str:
@@ -18,7 +19,7 @@ def _fmt(value, spec: str) -> str:
 def rows(pattern: str, measure: bool) -> list[dict]:
     names = lightnets.list_models(pattern)
     if not names:
-        raise KeyError(f"no model matches {pattern!r}; `lightnets models` lists them all")
+        raise UnknownNameError(f"no model matches {pattern!r}; `lightnets models` lists them all")
     out = []
     for name in names:
         card = lightnets.model_card(name)

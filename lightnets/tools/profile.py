@@ -25,6 +25,7 @@ import torch
 
 from lightnets import create_model, list_models, model_card
 from lightnets import profiling as P
+from lightnets.errors import ConfigError, MissingDependencyError, UnknownNameError
 from lightnets.registry import resolve_name
 
 # One model per family: what `lightnets profile` with no names measures (under 2 min on 2 cores).
@@ -278,14 +279,16 @@ def resolve_models(patterns: Sequence[str]) -> list[str]:
             )
         names = [n for n in HEADLINE if n in registered]
         if not names:
-            raise ValueError("no headline model is registered; name the models to profile")
+            raise ConfigError("no headline model is registered; name the models to profile")
         return names
     names: list[str] = []
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
             found = list_models(pattern)
             if not found:
-                raise KeyError(f"no model matches {pattern!r}; `lightnets models` lists them")
+                raise UnknownNameError(
+                    f"no model matches {pattern!r}; `lightnets models` lists them"
+                )
         else:
             found = [resolve_name(pattern)]  # KeyError with close matches
         names += [n for n in found if n not in names]
@@ -294,19 +297,19 @@ def resolve_models(patterns: Sequence[str]) -> list[str]:
 
 def _check_args(args: argparse.Namespace, names: list[str]) -> None:
     if args.warmup < 0:
-        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+        raise ConfigError(f"--warmup must be >= 0, got {args.warmup}")
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine")
+        raise ConfigError("--device cuda: CUDA is not available on this machine")
     P.check_runtime(args.runtime, args.device)
     if args.layers and len(names) != 1:
-        raise ValueError(f"--layers profiles one model, got {len(names)}: {' '.join(names)}")
+        raise ConfigError(f"--layers profiles one model, got {len(names)}: {' '.join(names)}")
     if args.layers and args.plot:
-        raise ValueError("--plot draws the model table; it cannot be combined with --layers")
+        raise ConfigError("--plot draws the model table; it cannot be combined with --layers")
     if args.resolution is not None:
         for name in names:
             card = model_card(name)
             if args.resolution < card.min_input:
-                raise ValueError(
+                raise ConfigError(
                     f"--resolution {args.resolution} is too small for {name} "
                     f"(min_input {card.min_input})"
                 )
@@ -467,10 +470,12 @@ def plot_pareto(profiles: list[P.ModelProfile], path: str) -> None:
         import matplotlib.pyplot as plt
         from matplotlib.ticker import FuncFormatter
     except ImportError:
-        raise ImportError("--plot needs matplotlib: pip install lightnets[plot]") from None
+        raise MissingDependencyError(
+            "--plot needs matplotlib: pip install lightnets[plot]"
+        ) from None
     points = [p for p in profiles if p.paper_top1 is not None]
     if not points:
-        raise ValueError("--plot: none of the profiled models has a paper top-1 on its card")
+        raise ConfigError("--plot: none of the profiled models has a paper top-1 on its card")
     skipped = [p.model for p in profiles if p.paper_top1 is None]
     if skipped:
         print(

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
+
 STATE_FORMAT = 1
 
 
@@ -137,7 +139,7 @@ def find_checkpoint(run_dir: Path, tag: str = "last") -> Path | None:
 def load_state(ckpt_dir: Path) -> dict:
     state = torch.load(Path(ckpt_dir) / "state.pt", map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{ckpt_dir}/state.pt is not a lightnets training state")
+        raise ConfigError(f"{ckpt_dir}/state.pt is not a lightnets training state")
     return state
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lightnets.checkpoints import build_model, preprocessing
+from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.train import checkpoint as ckpt
 from lightnets.train import data as data_mod
 from lightnets.train import distributed, optim
@@ -40,45 +42,6 @@ def config_from_argv(argv: list[str] | None) -> TrainConfig:
     return resolve_config(flags, data_mod.PRESETS[fmt])
 
 
-def preprocessing(cfg: TrainConfig, card) -> dict:
-    """Input size, eval crop and mean/std from the config, else the model card, else ImageNet's."""
-    from lightnets.registry import IMAGENET_MEAN, IMAGENET_STD
-
-    mean = getattr(card, "mean", IMAGENET_MEAN)
-    std = getattr(card, "std", IMAGENET_STD)
-    if cfg.in_chans == 1:  # one grey channel: the average of the RGB statistics
-        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
-    size = cfg.img_size or getattr(card, "input_size", 224)
-    return {
-        "img_size": size,
-        "crop_pct": cfg.crop_pct or getattr(card, "crop_pct", 0.875),
-        "mean": tuple(mean),
-        "std": tuple(std),
-    }
-
-
-def build_model(cfg: TrainConfig, num_classes: int, img_size: int) -> nn.Module:
-    import lightnets
-
-    kwargs = {}
-    small = cfg.small_input if cfg.small_input is not None else img_size <= 64
-    if small:
-        kwargs["small_input"] = True
-    if cfg.drop_rate is not None:
-        kwargs["drop_rate"] = cfg.drop_rate
-    if cfg.drop_path_rate is not None:
-        kwargs["drop_path_rate"] = cfg.drop_path_rate
-    model = lightnets.create_model(
-        cfg.model, num_classes=num_classes, in_chans=cfg.in_chans, **kwargs
-    )
-    if cfg.pretrained:
-        try:
-            lightnets.load_weights(model, cfg.pretrained)
-        except ValueError:  # another class count: keep the fresh classifier
-            lightnets.load_weights(model, cfg.pretrained, ignore_head=True)
-    return model
-
-
 def _default_run_dir(cfg: TrainConfig) -> Path:
     stem = Path(cfg.data).name or "data"
     return Path("runs") / f"{cfg.model}-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -92,17 +55,17 @@ def build_run(
     """Everything `fit` needs; `model` replaces the registry model (tests, custom networks)."""
     world_size = distributed.world_size_from_env()
     if cfg.batch_size % world_size:
-        raise ValueError(
+        raise ConfigError(
             f"--batch-size {cfg.batch_size} is not divisible by the {world_size} processes"
         )
     dist = distributed.setup(cfg.device)
     if cfg.sync_bn and dist.device.type != "cuda":
-        raise ValueError("--sync-bn needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
+        raise ConfigError("--sync-bn needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
     if cfg.tensorboard:
         try:
             import tensorboard  # noqa: F401  (torch.utils.tensorboard needs it)
         except ImportError:
-            raise ImportError(
+            raise MissingDependencyError(
                 "--tensorboard needs the tensorboard package: pip install tensorboard"
             ) from None
     card = getattr(model, "card", None)
@@ -118,7 +81,7 @@ def build_run(
         if resume_from is None:
             raise FileNotFoundError(f"--resume {run_dir}: no checkpoint in last/")
     elif ckpt.find_checkpoint(run_dir, "last") is not None:
-        raise ValueError(
+        raise ConfigError(
             f"--run-dir {run_dir} already holds a run; pass --resume {run_dir} to "
             f"continue it, or choose another --run-dir"
         )
@@ -129,7 +92,7 @@ def build_run(
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
     fmt = data_mod.detect_format(cfg.data, cfg.dataset)
     tf_train = train_transform(
-        pre["img_size"],
+        pre.img_size,
         cfg.scale,
         cfg.hflip,
         cfg.color_jitter,
@@ -142,7 +105,7 @@ def build_run(
         fmt,
         mode="L" if cfg.in_chans == 1 else "RGB",
         train_transform=tf_train,
-        eval_transform=eval_transform(pre["img_size"], pre["crop_pct"]),
+        eval_transform=eval_transform(pre.img_size, pre.crop_pct),
         val_split=cfg.val_split,
         seed=cfg.seed,
         strict=cfg.strict,
@@ -156,22 +119,22 @@ def build_run(
         )
     num_classes = cfg.num_classes or len(splits.class_names)
     if num_classes < len(splits.class_names):
-        raise ValueError(
+        raise ConfigError(
             f"--num-classes {num_classes} but the data has {len(splits.class_names)} classes"
         )
     per_rank = cfg.batch_size // dist.world_size
     if len(splits.train) // dist.world_size < per_rank:
-        raise ValueError(
+        raise ConfigError(
             f"--batch-size {cfg.batch_size}: only {len(splits.train)} training "
             f"images, not one full batch per process"
         )
 
     if model is None:
-        model = build_model(cfg, num_classes, pre["img_size"])
+        model = build_model(cfg, num_classes, pre.img_size)
     optim.set_bn(model, cfg.bn_momentum, cfg.bn_eps)
     if cfg.freeze_backbone:
         if not isinstance(getattr(model, "classifier", None), nn.Module):
-            raise ValueError("--freeze-backbone needs a model with a `classifier` child")
+            raise ConfigError("--freeze-backbone needs a model with a `classifier` child")
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("classifier."))
     if cfg.sync_bn and dist.enabled:
@@ -209,7 +172,7 @@ def build_run(
         "auto": torch.float16 if dist.device.type == "cuda" else torch.bfloat16,
     }[cfg.amp]
     if amp_dtype == torch.float16 and dist.device.type != "cuda":
-        raise ValueError("--amp fp16 needs CUDA; use --amp bf16 on the CPU")
+        raise ConfigError("--amp fp16 needs CUDA; use --amp bf16 on the CPU")
     scaler = torch.amp.GradScaler(dist.device.type, enabled=amp_dtype == torch.float16)
     wrapped = model
     if dist.enabled:
@@ -218,8 +181,8 @@ def build_run(
         )
     if cfg.compile:
         wrapped = torch.compile(wrapped)
-    mean = torch.tensor(pre["mean"], device=dist.device).view(1, -1, 1, 1)
-    std = torch.tensor(pre["std"], device=dist.device).view(1, -1, 1, 1)
+    mean = torch.tensor(pre.mean, device=dist.device).view(1, -1, 1, 1)
+    std = torch.tensor(pre.std, device=dist.device).view(1, -1, 1, 1)
     run = Run(
         cfg,
         wrapped,

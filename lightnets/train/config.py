@@ -17,6 +17,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lightnets.errors import ConfigError, MissingDependencyError, UnknownNameError
+
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 OPTIMIZERS = ("sgd", "rmsprop", "rmsproptf", "adamw", "adam")
@@ -121,7 +123,7 @@ class TrainConfig:
         positive = ("epochs", "batch_size", "lr_base_size", "randaugment_n", "eval_every")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ValueError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)!r}")
+                raise ConfigError(f"--{_flag(name)} must be >= 1, got {getattr(self, name)!r}")
         for name in (
             "threads",
             "stop_at_epoch",
@@ -135,29 +137,29 @@ class TrainConfig:
             "clip_grad",
         ):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
         for name in ("label_smoothing", "ema_decay", "momentum", "rmsprop_decay"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)!r}")
+                raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)!r}")
         if not 0.0 <= self.hflip <= 1.0:
-            raise ValueError(f"--hflip must be in [0, 1], got {self.hflip!r}")
+            raise ConfigError(f"--hflip must be in [0, 1], got {self.hflip!r}")
         if not 0.0 < self.val_split < 1.0:
-            raise ValueError(f"--val-split must be in (0, 1), got {self.val_split!r}")
+            raise ConfigError(f"--val-split must be in (0, 1), got {self.val_split!r}")
         lo, hi = self.scale
         if not 0.0 < lo <= hi <= 1.0:
-            raise ValueError(f"--scale must satisfy 0 < min <= max <= 1, got {self.scale!r}")
+            raise ConfigError(f"--scale must satisfy 0 < min <= max <= 1, got {self.scale!r}")
         if self.lr is not None and self.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.lr!r}")
+            raise ConfigError(f"--lr must be positive, got {self.lr!r}")
         if self.crop_pct is not None and not 0.0 < self.crop_pct <= 1.0:
-            raise ValueError(f"--crop-pct must be in (0, 1], got {self.crop_pct!r}")
+            raise ConfigError(f"--crop-pct must be in (0, 1], got {self.crop_pct!r}")
         if self.decay_epochs <= 0 or not 0.0 < self.decay_rate <= 1.0:
-            raise ValueError("--decay-epochs must be > 0 and --decay-rate in (0, 1]")
+            raise ConfigError("--decay-epochs must be > 0 and --decay-rate in (0, 1]")
         if not 0 <= self.randaugment_m <= 10:
-            raise ValueError(f"--randaugment-m must be in 0..10, got {self.randaugment_m!r}")
+            raise ConfigError(f"--randaugment-m must be in 0..10, got {self.randaugment_m!r}")
         for name, meta in _fields().items():
             choices = meta.metadata.get("choices")
             if choices and getattr(self, name) not in choices:
-                raise ValueError(
+                raise ConfigError(
                     f"--{_flag(name)} must be one of {', '.join(map(str, choices))}, "
                     f"got {getattr(self, name)!r}"
                 )
@@ -204,7 +206,7 @@ def _coerce(values: dict, where: str) -> dict:
         if key not in hints:
             close = difflib.get_close_matches(key, hints, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise KeyError(f"{where}: unknown key {raw_key!r}{hint}")
+            raise UnknownNameError(f"{where}: unknown key {raw_key!r}{hint}")
         kind = _base_type(hints[key])
         if value is None or kind is str and isinstance(value, str):
             out[key] = value
@@ -216,10 +218,10 @@ def _coerce(values: dict, where: str) -> dict:
             kind in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool)
         ):
             if kind is int and value != int(value):
-                raise ValueError(f"{where}: {key} must be an integer, got {value!r}")
+                raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
             out[key] = kind(value)
         else:
-            raise ValueError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
+            raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
     return out
 
 
@@ -244,18 +246,20 @@ def load_recipe(name_or_path: str) -> dict:
             try:
                 import yaml
             except ImportError:
-                raise ImportError("YAML recipes need PyYAML: pip install pyyaml") from None
+                raise MissingDependencyError(
+                    "YAML recipes need PyYAML: pip install pyyaml"
+                ) from None
             values = yaml.safe_load(text) or {}
         elif path.suffix == ".json":
             values = json.loads(text)
         else:
-            raise ValueError(f"--recipe {name_or_path}: use a .toml, .yaml or .json file")
+            raise ConfigError(f"--recipe {name_or_path}: use a .toml, .yaml or .json file")
     except (ValueError, TypeError) as err:  # parse errors of all three formats
         if "recipe" in str(err):
             raise
-        raise ValueError(f"--recipe {path}: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"--recipe {path}: {str(err).splitlines()[0]}") from None
     if not isinstance(values, dict):
-        raise ValueError(f"--recipe {path}: expected a table of settings")
+        raise ConfigError(f"--recipe {path}: expected a table of settings")
     values.pop("recipe", None)  # a saved config.toml names its recipe; its values are inline
     return _coerce(values, f"recipe {path.name}")
 
@@ -267,7 +271,9 @@ def _toml():
         try:
             import tomli as tomllib
         except ImportError:
-            raise ImportError("TOML recipes need tomli on Python 3.10: pip install tomli") from None
+            raise MissingDependencyError(
+                "TOML recipes need tomli on Python 3.10: pip install tomli"
+            ) from None
     return tomllib
 
 
@@ -331,7 +337,7 @@ def resume_config(run_dir: str | os.PathLike, flags: dict) -> TrainConfig:
         and (tuple(v) if isinstance(v, list) else v) != getattr(saved, k)
     )
     if changed:
-        raise ValueError(
+        raise ConfigError(
             f"--resume: cannot change {', '.join('--' + _flag(k) for k in changed)} "
             f"of an existing run (allowed: epochs, workers, device, progress, "
             f"checkpoint-every)"

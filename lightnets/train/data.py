@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.train.transforms import to_uint8_tensor
 
 IMAGE_EXTENSIONS = (
@@ -123,7 +124,7 @@ class ImageDataset(Dataset):
         except Exception as err:  # PIL raises many types for truncated or foreign files
             reason = f"{self.paths[index]}: {type(err).__name__}: {err}"
             if self.strict:
-                raise ValueError(f"unreadable image {reason} (drop --strict to skip it)") from None
+                raise ConfigError(f"unreadable image {reason} (drop --strict to skip it)") from None
             return None, self.labels[index], reason
         rng = random.Random(hash((self.seed, epoch, index)))
         return to_uint8_tensor(self.transform(img, rng)), self.labels[index], None
@@ -306,7 +307,7 @@ def scan_folder(root: Path, class_names: list[str], strict: bool = False):
     """(paths, labels, skipped) of root/<class>/** images; classes outside `class_names` fail."""
     extra = sorted(set(class_dirs(root)) - set(class_names))
     if extra:
-        raise ValueError(f"{root}: classes {extra} are not in the training classes")
+        raise ConfigError(f"{root}: classes {extra} are not in the training classes")
     paths, labels = [], []
     for label, name in enumerate(class_names):
         folder = root / name
@@ -324,7 +325,7 @@ def scan_folder(root: Path, class_names: list[str], strict: bool = False):
         problems = list(pool.map(_check_image, paths))
     bad = [p for p in problems if p]
     if bad and strict:
-        raise ValueError(f"unreadable image {bad[0]} (drop --strict to skip it)")
+        raise ConfigError(f"unreadable image {bad[0]} (drop --strict to skip it)")
     keep = [i for i, p in enumerate(problems) if p is None]
     return [paths[i] for i in keep], [labels[i] for i in keep], bad
 
@@ -348,7 +349,7 @@ def load_digits(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits as sk_digits
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             "the digits dataset needs scikit-learn: pip install lightnets[train]"
         ) from None
     from PIL import Image
@@ -409,7 +410,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise ValueError(f"refusing to unpickle {module}.{name} (only numpy arrays are allowed)")
+        raise ConfigError(f"refusing to unpickle {module}.{name} (only numpy arrays are allowed)")
 
 
 def _unpickle(path: Path) -> dict:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from lightnets.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -36,7 +38,7 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available")
+            raise ConfigError(f"--device {name}: CUDA is not available")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device

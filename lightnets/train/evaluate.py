@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from lightnets.errors import ConfigError
 from lightnets.train import checkpoint as ckpt
 from lightnets.train import data as data_mod
 from lightnets.train.config import TrainConfig
@@ -32,13 +33,13 @@ def load_for_inference(
     workers: int = 0,
 ):
     """(model in eval mode, TrainConfig, class names, preprocessing) from a checkpoint."""
-    from lightnets.train.cli import build_model, preprocessing
+    from lightnets.checkpoints import build_model, preprocessing
 
     tensors, meta = ckpt.read_weights(checkpoint, prefer_ema)
     saved = json.loads(meta["config"]) if "config" in meta else {}
     class_names = json.loads(meta["class_names"]) if "class_names" in meta else None
     if model_name is None and "model" not in saved:
-        raise ValueError(f"--checkpoint {checkpoint} carries no config; pass --model NAME")
+        raise ConfigError(f"--checkpoint {checkpoint} carries no config; pass --model NAME")
     cfg = TrainConfig.from_dict(saved, f"{checkpoint} config")
     cfg = dataclasses.replace(cfg, pretrained=None, model=model_name or cfg.model)
     if class_names is None:
@@ -48,7 +49,7 @@ def load_for_inference(
     import lightnets
 
     pre = preprocessing(cfg, lightnets.model_card(cfg.model))
-    model = build_model(cfg, cfg.num_classes or len(class_names), pre["img_size"])
+    model = build_model(cfg, cfg.num_classes or len(class_names), pre.img_size)
     lightnets.load_weights(model, tensors)
     from lightnets.train.distributed import pick_device
 
@@ -64,7 +65,7 @@ def load_for_inference(
 def eval_dataset(cfg: TrainConfig, data: str, class_names: list[str], pre: dict, strict: bool):
     """Labelled images to evaluate: DIR/val (or DIR itself), or the val split of digits/CIFAR."""
     mode = "L" if cfg.in_chans == 1 else "RGB"
-    transform = eval_transform(pre["img_size"], pre["crop_pct"])
+    transform = eval_transform(pre.img_size, pre.crop_pct)
     fmt = data_mod.detect_format(data, cfg.dataset if data == cfg.data else "auto")
     if fmt != "folder":
         splits = data_mod.open_splits(
@@ -83,7 +84,7 @@ def eval_dataset(cfg: TrainConfig, data: str, class_names: list[str], pre: dict,
         names = data_mod.class_dirs(root)
         unknown = sorted(set(names) - set(class_names))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"--data {root}: classes {unknown[:5]} are not among the "
                 f"checkpoint's {len(class_names)} classes"
             )
@@ -91,7 +92,7 @@ def eval_dataset(cfg: TrainConfig, data: str, class_names: list[str], pre: dict,
         dataset = data_mod.ImageDataset(labels, transform, mode, paths=paths, strict=strict)
         names = class_names
     if names != class_names:
-        raise ValueError(
+        raise ConfigError(
             f"--data: {len(names)} classes but the checkpoint has "
             f"{len(class_names)} ({', '.join(class_names[:5])}...)"
         )
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.workers < 0:
-        raise ValueError("--batch-size must be >= 1 and --workers >= 0")
+        raise ConfigError("--batch-size must be >= 1 and --workers >= 0")
     model, cfg, class_names, pre = load_for_inference(
         args.checkpoint, args.model, args.device, not args.no_ema, args.workers
     )
@@ -161,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         dataset, args.batch_size, train=False, seed=0, workers=args.workers
     )
     device = next(model.parameters()).device
-    mean = torch.tensor(pre["mean"], device=device).view(1, -1, 1, 1)
-    std = torch.tensor(pre["std"], device=device).view(1, -1, 1, 1)
+    mean = torch.tensor(pre.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(pre.std, device=device).view(1, -1, 1, 1)
     res = evaluate(
         model,
         loader,

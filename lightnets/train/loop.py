@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightnets.errors import ConfigError
 from lightnets.train import checkpoint as ckpt
 from lightnets.train.config import TrainConfig
 from lightnets.train.distributed import DistInfo, all_reduce
@@ -353,7 +354,7 @@ def restore(run: Run, ckpt_dir: Path) -> None:
 
     state = ckpt.load_state(ckpt_dir)
     if state["class_names"] != run.class_names:
-        raise ValueError(
+        raise ConfigError(
             f"--resume: the checkpoint has {len(state['class_names'])} classes "
             f"{state['class_names'][:5]}..., the data {len(run.class_names)}"
         )

@@ -14,6 +14,7 @@ import sys
 
 import torch
 
+from lightnets.errors import ConfigError
 from lightnets.train.evaluate import load_for_inference
 from lightnets.train.transforms import eval_transform, normalize, to_uint8_tensor
 
@@ -35,10 +36,10 @@ def predict(model, images: list[str], class_names: list[str], pre: dict, mode: s
     """[(path, [(class, probability), ...] or None, error or None)] for each image."""
     from PIL import Image
 
-    transform = eval_transform(pre["img_size"], pre["crop_pct"])
+    transform = eval_transform(pre.img_size, pre.crop_pct)
     device = next(model.parameters()).device
-    mean = torch.tensor(pre["mean"], device=device).view(1, -1, 1, 1)
-    std = torch.tensor(pre["std"], device=device).view(1, -1, 1, 1)
+    mean = torch.tensor(pre.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(pre.std, device=device).view(1, -1, 1, 1)
     results = []
     for path in images:
         try:
@@ -57,7 +58,7 @@ def predict(model, images: list[str], class_names: list[str], pre: dict, mode: s
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.topk < 1:
-        raise ValueError(f"--topk must be >= 1, got {args.topk}")
+        raise ConfigError(f"--topk must be >= 1, got {args.topk}")
     model, cfg, class_names, pre = load_for_inference(
         args.checkpoint, args.model, args.device, not args.no_ema
     )

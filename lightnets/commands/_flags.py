@@ -1,0 +1,110 @@
+"""One flag vocabulary for every command: `--checkpoint`, `--img-size`, `--format`, `-o/--output`,
+`--device`, and argparse types that reject nonsense with a one-line usage error (exit status 2).
+
+Old spellings (`--resolution`, `--input-size`, `--json`, `--out`, `--out-dir`) still parse for one
+release: hidden from --help, they print a one-line deprecation note and set the new flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+FORMATS = ("table", "markdown", "json", "csv")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+class _Deprecated(argparse.Action):
+    """A hidden old spelling: warn once on stderr, then store into the new flag's dest."""
+
+    def __init__(self, option_strings, dest, new_flag: str, const_value=None, **kwargs):
+        self.new_flag, self.const_value = new_flag, const_value
+        if const_value is not None:
+            kwargs["nargs"] = 0
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        replacement = self.new_flag if self.const_value is None else f"{self.new_flag} json"
+        print(
+            f"{parser.prog}: note: {option_string} is deprecated, use {replacement}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, self.const_value if self.const_value is not None else values)
+
+
+def _aliases(parser, new_flag: str, dest: str, old: tuple[str, ...], **kwargs) -> None:
+    for flag in old:
+        parser.add_argument(flag, dest=dest, action=_Deprecated, new_flag=new_flag, **kwargs)
+
+
+def add_img_size(
+    parser, help: str = "input side in pixels (default: the checkpoint's, else the model card's)"
+):
+    parser.add_argument("--img-size", type=positive_int, default=None, help=help)
+    _aliases(parser, "--img-size", "img_size", ("--resolution", "--input-size"), type=positive_int)
+
+
+def add_format(parser, choices: tuple[str, ...] = FORMATS, default: str = "table"):
+    parser.add_argument(
+        "--format", choices=choices, default=default, help=f"output format (default {default})"
+    )
+    _aliases(parser, "--format", "format", ("--json",), const_value="json")
+
+
+def add_output(parser, required: bool = False, help: str = "file to write", old=()):
+    """-o/--output; when old spellings exist, `parse_args` checks `required` (argparse cannot)."""
+    parser.add_argument("-o", "--output", required=required and not old, help=help)
+    _aliases(parser, "--output", "output", tuple(old))
+    if required and old:
+        parser.set_defaults(_required_output=True)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parser.parse_args, plus the required-flag check that aliases put off."""
+    args = parser.parse_args(argv)
+    if getattr(args, "_required_output", False) and args.output is None:
+        parser.error("the following arguments are required: -o/--output")
+    return args
+
+
+def add_checkpoint(
+    parser,
+    required: bool = False,
+    help: str = "run dir, checkpoint dir (best/, last/) or weights file (.safetensors, .pth)",
+):
+    parser.add_argument("--checkpoint", required=required, help=help)
+
+
+def add_device(parser, default: str = "auto"):
+    parser.add_argument(
+        "--device", default=default, help=f"cpu, cuda, cuda:N or auto (default {default})"
+    )

@@ -1,0 +1,31 @@
+"""Errors a user can fix: the CLI prints them as one line and exits with status 2.
+
+Each subclasses the built-in exception callers already expect (`pytest.raises(ValueError)`,
+`except KeyError`), so the Python API is unchanged. Anything else that escapes a command is a bug
+in lightnets and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class LightnetsError(Exception):
+    """Base class: bad input, an impossible configuration or a missing optional package."""
+
+
+class ConfigError(LightnetsError, ValueError):
+    """An argument, configuration value or input shape that cannot work."""
+
+
+class UnknownNameError(LightnetsError, KeyError):
+    """An unknown model, layer, key or study name; the message suggests close matches."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(LightnetsError, ValueError):
+    """A weights or checkpoint file that is corrupt, truncated, foreign or unsafe to load."""
+
+
+class MissingDependencyError(LightnetsError, ImportError):
+    """An optional package is not installed; the message says which extra installs it."""
