@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from lightnets.errors import ConfigError, MissingDependencyError
+from lightnets.files import check_writable
 
 INPUT, OUTPUT = "input", "output"
 
@@ -107,23 +108,6 @@ def export_onnx(
             f"({path})"
         )
     return error
-
-
-def check_writable(path: Path, flag: str = "path") -> None:
-    """Fail before a slow export when `path` cannot be written: by trying to (os.access says yes
-    to root even on read-only mounts)."""
-    if path.is_dir():
-        raise IsADirectoryError(f"{flag} {path}: is a directory")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{flag} {path}: directory {path.parent} does not exist")
-    existed = path.exists()
-    try:
-        with open(path, "ab"):
-            pass
-    except OSError as err:
-        raise PermissionError(f"{flag} {path}: cannot write ({err.strerror})") from None
-    if not existed:
-        path.unlink()
 
 
 def _export(model, example, path, opset, dynamic_batch, dynamo) -> None:

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 import lightnets
-from lightnets.deploy.onnx import check_writable
 from lightnets.errors import ConfigError
+from lightnets.files import check_writable
 
 FORMATS = ("onnx", "torchscript")
 

@@ -16,7 +16,6 @@ import json
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from lightnets.errors import ConfigError
+from lightnets.files import atomic_write, write_text  # noqa: F401  (re-exported for callers)
 
 STATE_FORMAT = 1
 
@@ -42,25 +42,6 @@ def unwrap(model: nn.Module) -> nn.Module:
 def contiguous_state(module: nn.Module) -> dict[str, Tensor]:
     """state_dict as contiguous CPU tensors (safetensors needs them; channels_last is not)."""
     return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then rename over `path`: readers see the old or the new file, whole."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def rng_state() -> dict:
