@@ -9,11 +9,16 @@ the same way for training, evaluation, prediction, export and inspection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
-from lightnets.registry import IMAGENET_MEAN, IMAGENET_STD, ModelCard, model_card
+from lightnets.errors import CheckpointError, ConfigError
+from lightnets.registry import IMAGENET_MEAN, IMAGENET_STD, ModelCard, model_card, resolve_name
 
 # images this small lose too much to a stride-2 stem: train and run them with a stride-1 stem
 SMALL_INPUT_MAX = 64
@@ -89,4 +94,169 @@ def _head_differs(model: nn.Module, source: str) -> bool:
     return stored is not None and stored.shape != weight.shape
 
 
-__all__ = ["Preprocessing", "build_model", "model_card", "preprocessing", "wants_small_input"]
+# ------------------------------------------------------------------ reading a checkpoint
+
+
+def weights_path(path: str | os.PathLike, prefer_ema: bool = True) -> Path:
+    """The weights file a --checkpoint names: a run dir resolves to best/ (else last/), a
+    checkpoint dir to its EMA weights when present and `prefer_ema`, else model.safetensors."""
+    from lightnets.train.checkpoint import find_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"--checkpoint {path}: no such file or directory")
+    if not path.is_dir():
+        return path
+    if not (path / "model.safetensors").is_file():  # a run dir, not a checkpoint dir
+        found = find_checkpoint(path, "best") or find_checkpoint(path, "last")
+        if found is None:
+            raise CheckpointError(
+                f"--checkpoint {path}: no best/ or last/ checkpoint and no model.safetensors"
+            )
+        path = found
+    ema = path / "ema.safetensors"
+    return ema if prefer_ema and ema.is_file() else path / "model.safetensors"
+
+
+def read_checkpoint(
+    path: str | os.PathLike, prefer_ema: bool = True
+) -> tuple[dict[str, Tensor], dict, dict, Path]:
+    """(state dict, training config, metadata, weights file) of any --checkpoint."""
+    from lightnets.weights import read_weights_file
+
+    source = str(path)
+    file = source if source.startswith(("http://", "https://")) else weights_path(path, prefer_ema)
+    state, metadata = read_weights_file(file)
+    config = metadata.get("config") or {}
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{file}: its config metadata is not JSON") from None
+    return state, config, metadata, Path(file)
+
+
+def infer_shapes(state: dict[str, Tensor]) -> dict:
+    """num_classes from the classifier, in_chans from the stem's first convolution (safetensors
+    files list keys alphabetically, so "first in the file" is not "first in the network")."""
+    out = {}
+    if "classifier.weight" in state:
+        out["num_classes"] = state["classifier.weight"].shape[0]
+    stem = sorted(k for k, v in state.items() if k.startswith("stem.") and v.ndim == 4)
+    if stem:
+        out["in_chans"] = state[stem[0]].shape[1]
+    return out
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference and everything needed to feed it like its training did."""
+
+    model: nn.Module
+    name: str
+    preprocessing: Preprocessing
+    class_names: list[str]
+    in_chans: int
+    config: dict = field(default_factory=dict)  # the run's TrainConfig as saved ({} for files)
+    source: Path | None = None  # the weights file read (None: random init)
+
+    @property
+    def image_mode(self) -> str:
+        return "L" if self.in_chans == 1 else "RGB"
+
+
+def load_checkpoint(
+    checkpoint: str | os.PathLike | None,
+    model_name: str | None = None,
+    *,
+    prefer_ema: bool = True,
+    img_size: int | None = None,
+    device: str | torch.device = "cpu",
+    load: bool = True,
+    **model_kwargs,
+) -> LoadedModel:
+    """The model a checkpoint holds, built as it was trained, weights loaded, in eval mode.
+
+    `checkpoint` is a run dir, a checkpoint dir, a weights file, an https URL or None (random
+    init of `model_name`). The model name, classes, input channels, stem and image size come
+    from the run's saved config; a plain weights file needs `model_name` and gives classes and
+    channels by the shapes of its tensors. `load=False` builds the same architecture at random
+    init (a baseline). `model_kwargs` (num_classes, in_chans, small_input...) apply where the
+    checkpoint does not decide them.
+    """
+    state, config, metadata, source = {}, {}, {}, None
+    if checkpoint is not None:
+        state, config, metadata, source = read_checkpoint(checkpoint, prefer_ema)
+    name = _model_name(model_name, config, checkpoint)
+    card = model_card(name)
+    kwargs = {k: v for k, v in model_kwargs.items() if v is not None}
+    from lightnets.weights import is_timm_layout
+
+    if state and not is_timm_layout(state):
+        kwargs.update(infer_shapes(state))
+    if config.get("in_chans"):
+        kwargs["in_chans"] = config["in_chans"]
+    class_names = json.loads(metadata["class_names"]) if "class_names" in metadata else None
+    if class_names is not None and card.embedding_dim is None:
+        kwargs.setdefault("num_classes", len(class_names))
+    in_chans = kwargs.get("in_chans", 3)
+    pre = _preprocessing(config, card, in_chans, img_size)
+    small = config.get("small_input", kwargs.pop("small_input", None))
+    if config or small is not None:
+        kwargs["small_input"] = wants_small_input(pre.img_size, small) or None
+    import lightnets
+
+    model = lightnets.create_model(name, **{k: v for k, v in kwargs.items() if v is not None})
+    if state and load:
+        try:
+            lightnets.load_weights(model, state)
+        except ConfigError as err:
+            raise CheckpointError(f"{source} does not fit {name}: {err}") from None
+    if class_names is None:
+        n = getattr(model, "num_classes", 0) or 0
+        class_names = [str(i) for i in range(n)]
+    return LoadedModel(
+        model=model.to(device).eval(),
+        name=name,
+        preprocessing=pre,
+        class_names=class_names,
+        in_chans=in_chans,
+        config=config,
+        source=source,
+    )
+
+
+def _model_name(requested: str | None, config: dict, checkpoint) -> str:
+    trained = config.get("model")
+    if requested is None:
+        if trained is None:
+            raise ConfigError(
+                f"--checkpoint {checkpoint} carries no training config: name the model"
+            )
+        return resolve_name(trained)
+    name = resolve_name(requested)  # UnknownNameError with close matches
+    if trained is not None and resolve_name(trained) != name:
+        raise CheckpointError(f"--checkpoint {checkpoint} holds {trained}, not {requested}")
+    return name
+
+
+def _preprocessing(config: dict, card: ModelCard, in_chans: int, img_size: int | None):
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(
+        in_chans=in_chans,
+        img_size=img_size or config.get("img_size"),
+        crop_pct=config.get("crop_pct"),
+    )
+    return preprocessing(cfg, card)
+
+
+__all__ = [
+    "LoadedModel",
+    "Preprocessing",
+    "build_model",
+    "load_checkpoint",
+    "preprocessing",
+    "read_checkpoint",
+    "wants_small_input",
+]

@@ -27,13 +27,14 @@ def create_model(
     """
     canonical = resolve_name(name)
     card = model_card(canonical)
+    _check_count("num_classes", num_classes, minimum=0)
+    _check_count("in_chans", in_chans, minimum=1)
     kwargs = {"in_chans": in_chans, **overrides}
     if card.embedding_dim is None:
         kwargs["num_classes"] = num_classes
-    try:
-        model = model_builder(canonical)(**kwargs)
-    except TypeError as err:  # an override the builder does not take
-        raise ConfigError(f"{canonical}: {err}") from None
+    builder = model_builder(canonical)
+    _check_overrides(canonical, builder, kwargs)
+    model = builder(**kwargs)
     model.model_name = canonical
     model.card = card
     if pretrained:
@@ -45,3 +46,34 @@ def create_model(
 
         model = FeatureExtractor(model)
     return model
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_overrides(name: str, builder, kwargs: dict) -> None:
+    """Reject an argument the builder does not take, by its signature: calling it and catching
+    TypeError would also turn a bug inside the builder into a user error."""
+    import inspect
+
+    import typing
+
+    params = dict(inspect.signature(builder).parameters)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        # builders forward **kwargs to the model class they are annotated to return
+        fn = getattr(builder, "func", builder)  # functools.partial
+        target = typing.get_type_hints(fn).get("return")
+        if not isinstance(target, type):
+            return
+        params.update(inspect.signature(target).parameters)
+        if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(target).parameters.values()):
+            return
+    unknown = sorted(k for k in kwargs if k not in params)
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], [k for k in params if k != "kwargs"], n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"{name} takes no argument {unknown[0]!r}{hint}")

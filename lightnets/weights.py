@@ -8,43 +8,93 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from lightnets.errors import ConfigError
+from lightnets.errors import CheckpointError, ConfigError
 
 PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers
 
 
 def read_state_dict(source: str | os.PathLike, sha256: str | None = None) -> dict[str, Tensor]:
     """Tensors from a .safetensors file, a torch file (weights_only) or an https URL."""
+    return read_weights_file(source, sha256)[0]
+
+
+def read_weights_file(
+    source: str | os.PathLike, sha256: str | None = None
+) -> tuple[dict[str, Tensor], dict]:
+    """(state dict, metadata) of one weights file or URL. Metadata is the safetensors header's
+    string map, or for a torch file the plain values stored beside the tensors ("config" ...)."""
+    raw, where = _read_with_where(source, sha256)
+    metadata = {}
+    if isinstance(raw, tuple):  # safetensors: (tensors, header metadata)
+        raw, metadata = raw
+    elif isinstance(raw, dict):
+        metadata = {k: v for k, v in raw.items() if not isinstance(v, (Tensor, dict))}
+        if isinstance(raw.get("config"), dict):
+            metadata["config"] = raw["config"]
+    return unwrap_state_dict(raw, where), metadata
+
+
+def _read_with_where(source, sha256):
     source = str(source)
     if source.startswith(("http://", "https://")):
         path = _download(source)
     else:
         path = Path(source)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"weights file not found: {source}")
+        if not path.is_file():
+            raise CheckpointError(f"{source}: not a weights file")
     if sha256 is not None:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if not digest.startswith(sha256.lower()):
-            raise ConfigError(f"{path}: sha256 {digest[:16]}... does not match {sha256[:16]}...")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+            raise CheckpointError(
+                f"{path}: sha256 {digest[:16]}... does not match {sha256[:16]}..."
+            )
+    if path.suffix == ".safetensors" or _is_safetensors(path):
+        return _read_safetensors(path), str(path)
+    return _torch_load(path), str(path)
 
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt, truncated or pickled with code: one line, not a traceback
-        raise ConfigError(
-            f"cannot read weights from {path}: {type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}"
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file starts with an 8-byte header length, then a JSON header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except SafetensorError as err:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({err})") from None
+
+
+def _torch_load(path: Path):
+    """torch.load with weights_only=True and an error that never suggests unpickling the file."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle-protocol chatter from the safe unpickler
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message advises weights_only=False (arbitrary code execution): keep only why
+        reason = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: not a file of tensors that loads safely ({reason}); it is corrupt, or it "
+            f"holds pickled objects or code, which lightnets never loads"
         ) from None
-    return unwrap_state_dict(state, str(path))
+    except (RuntimeError, EOFError, OSError, ValueError) as err:  # zip/pickle truncation
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: corrupt or truncated torch file ({first})") from None
 
 
 def unwrap_state_dict(state, where: str = "checkpoint") -> dict[str, Tensor]:
@@ -54,7 +104,7 @@ def unwrap_state_dict(state, where: str = "checkpoint") -> dict[str, Tensor]:
             state = state[key]
             break
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ConfigError(f"{where} holds no state dict of tensors")
+        raise CheckpointError(f"{where} holds no state dict of tensors")
     out = {}
     for key, value in state.items():
         for prefix in PREFIXES:
@@ -65,13 +115,25 @@ def unwrap_state_dict(state, where: str = "checkpoint") -> dict[str, Tensor]:
 
 
 def _download(url: str) -> Path:
+    """The file at `url`, downloaded once into the cache; the cache key includes a hash of the
+    whole URL, so two URLs ending in the same file name never share an entry."""
+    import urllib.error
+    import urllib.parse
+
     cache = Path(os.environ.get("LIGHTNETS_CACHE", Path.home() / ".cache" / "lightnets"))
+    name = Path(urllib.parse.urlparse(url).path).name or "weights"
+    path = cache / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{name}"
+    if path.exists():
+        return path
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / url.rsplit("/", 1)[-1].split("?")[0]
-    if not path.exists():
-        tmp = path.with_suffix(path.suffix + ".part")
+    tmp = path.with_name(path.name + ".part")
+    try:
         torch.hub.download_url_to_file(url, str(tmp), progress=True)
-        tmp.replace(path)
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        tmp.unlink(missing_ok=True)
+        reason = getattr(err, "reason", None) or err
+        raise CheckpointError(f"cannot download {url}: {reason}") from None
+    tmp.replace(path)
     return path
 
 
@@ -82,7 +144,8 @@ def convert_timm_state_dict(name: str, state_dict: dict[str, Tensor]) -> dict[st
     return convert(name, state_dict)
 
 
-def _is_timm_layout(state: dict[str, Tensor]) -> bool:
+def is_timm_layout(state: dict[str, Tensor]) -> bool:
+    """True for a state dict in timm's key layout (converted by `convert_timm_state_dict`)."""
     return "conv_stem.weight" in state or any(k.startswith("blocks.") for k in state)
 
 
@@ -102,7 +165,7 @@ def load_weights(
     state = (
         unwrap_state_dict(source) if isinstance(source, dict) else read_state_dict(source, sha256)
     )
-    if _is_timm_layout(state):
+    if is_timm_layout(state):
         name = getattr(model, "model_name", None)
         if name is None:
             raise ConfigError(

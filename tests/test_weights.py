@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from lightnets import load_weights
+from lightnets.errors import CheckpointError
 from lightnets.weights import read_state_dict
 
 
@@ -90,13 +91,14 @@ def test_missing_corrupt_and_pickled_code_files_fail_cleanly(tmp_path):
         load_weights(Tiny(), tmp_path / "nope.pth")
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x00\x01 not a safetensors file")
-    with pytest.raises(ValueError, match="cannot read weights"):
+    with pytest.raises(CheckpointError, match="corrupt.safetensors: corrupt or truncated"):
         load_weights(Tiny(), corrupt)
     # a pickle that would run code on load: weights_only refuses it
     evil = tmp_path / "evil.pth"
     evil.write_bytes(pickle.dumps(Exploit(tmp_path / "pwned")))
-    with pytest.raises(ValueError, match="cannot read weights"):
+    with pytest.raises(CheckpointError, match="never loads") as caught:
         load_weights(Tiny(), evil)
+    assert "weights_only" not in str(caught.value)  # never relay torch's advice to unpickle
     assert not (tmp_path / "pwned").exists()
     pickle.loads(evil.read_bytes())  # the file really is an exploit
     assert (tmp_path / "pwned").exists()
@@ -118,3 +120,36 @@ def test_a_file_without_tensors_is_rejected(tmp_path):
     torch.save({"epoch": 1, "note": "no weights here"}, path)
     with pytest.raises(ValueError, match="no state dict"):
         load_weights(Tiny(), path)
+
+
+def test_download_cache_is_keyed_by_the_whole_url(tmp_path, monkeypatch):
+    """Two URLs ending in the same file name must not share a cache entry."""
+    import lightnets.weights as weights
+
+    monkeypatch.setenv("LIGHTNETS_CACHE", str(tmp_path / "cache"))
+    served = {}
+
+    def fake_download(url, dst, progress=True):
+        torch.save({"w": torch.full((1,), float(len(served)))}, dst)
+        served[url] = dst
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    a = weights.read_state_dict("https://a.example/v1/model.pth")
+    b = weights.read_state_dict("https://b.example/v2/model.pth")
+    assert len(served) == 2 and not torch.equal(a["w"], b["w"])
+    again = weights.read_state_dict("https://a.example/v1/model.pth")  # cached, not fetched
+    assert len(served) == 2 and torch.equal(again["w"], a["w"])
+
+
+def test_an_unreachable_url_is_a_one_line_error(monkeypatch, tmp_path):
+    import urllib.error
+
+    monkeypatch.setenv("LIGHTNETS_CACHE", str(tmp_path))
+
+    def refuse(url, dst, progress=True):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    with pytest.raises(CheckpointError, match="cannot download https://nowhere.invalid/w.pth"):
+        load_weights(Tiny(), "https://nowhere.invalid/w.pth")
+    assert not list(tmp_path.iterdir()) or not any(tmp_path.rglob("*.part"))

@@ -104,7 +104,18 @@ def add_checkpoint(
     parser.add_argument("--checkpoint", required=required, help=help)
 
 
+def device_name(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N, mps or auto, got {text!r}")
+    return text
+
+
 def add_device(parser, default: str = "auto"):
     parser.add_argument(
-        "--device", default=default, help=f"cpu, cuda, cuda:N or auto (default {default})"
+        "--device",
+        type=device_name,
+        default=default,
+        help=f"cpu, cuda, cuda:N or auto (default {default})",
     )

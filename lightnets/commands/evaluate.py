@@ -1,3 +1,135 @@
-"""TEMPORARY shim during the redesign (issue 11)."""
+"""`lightnets eval`: top-1/top-5, per-class accuracy, confusion matrix and images/s of a checkpoint.
 
-from lightnets.train.evaluate import main  # noqa: F401
+    lightnets eval --checkpoint runs/mixnet_s-flowers-20250101-120000 [--data DIR] [--format json]
+
+The checkpoint (a run dir, a checkpoint dir or a weights file) carries the training config and
+class names, so the model, preprocessing and data default to those of the run. A weights file
+without that metadata needs --model and --data. The confusion matrix is drawn next to the weights
+as confusion.png for the run's own data and confusion-<DATA>.png for any other folder, so
+evaluating on other data never replaces the run's picture.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from lightnets.commands import _flags
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lightnets eval", description=__doc__.split("\n\n")[0])
+    _flags.add_checkpoint(p, required=True)
+    p.add_argument("--data", help="labelled images (default: the run's data)")
+    p.add_argument("--model", help="model name (default: the run's)")
+    p.add_argument("--batch-size", type=_flags.positive_int, default=128)
+    p.add_argument("--workers", type=_flags.nonnegative_int, default=2)
+    _flags.add_device(p)
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
+    p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    _flags.add_output(
+        p, help="folder for the confusion matrix PNG (default: next to the weights)", old=("--out",)
+    )
+    _flags.add_format(p, choices=("table", "json"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from lightnets.checkpoints import load_checkpoint
+    from lightnets.errors import ConfigError
+    from lightnets.train import data as data_mod
+    from lightnets.train.config import TrainConfig
+    from lightnets.train.distributed import cpu_threads, pick_device
+    from lightnets.train.evaluate import eval_dataset, evaluate, plot_confusion
+
+    args = _flags.parse_args(build_parser(), argv)
+    device = pick_device(args.device)
+    loaded = load_checkpoint(args.checkpoint, args.model, prefer_ema=not args.no_ema, device=device)
+    cfg = TrainConfig.from_dict(loaded.config, f"{args.checkpoint} config")
+    cfg = dataclasses.replace(cfg, model=loaded.name, in_chans=loaded.in_chans, pretrained=None)
+    data = args.data or (cfg.data if loaded.config else None)
+    if data is None:
+        raise ConfigError(f"--checkpoint {args.checkpoint} carries no training config: pass --data")
+    png = _confusion_path(args.output, loaded.source, data, cfg.data if loaded.config else None)
+    if png.parent.exists():
+        from lightnets.files import check_writable
+
+        check_writable(png, "-o")
+    dataset, skipped = eval_dataset(
+        cfg, data, loaded.class_names, loaded.preprocessing, args.strict
+    )
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(0, args.workers))
+    loader = data_mod.make_loader(
+        dataset, args.batch_size, train=False, seed=0, workers=args.workers
+    )
+    pre = loaded.preprocessing
+    res = evaluate(
+        loaded.model,
+        loader,
+        device=device,
+        mean=torch.tensor(pre.mean, device=device).view(1, -1, 1, 1),
+        std=torch.tensor(pre.std, device=device).view(1, -1, 1, 1),
+        num_classes=len(loaded.class_names),
+        confusion=True,
+    )
+    matrix = res.pop("confusion")
+    per_class = {
+        name: (100 * float(matrix[i, i]) / float(matrix[i].sum()) if matrix[i].sum() else None)
+        for i, name in enumerate(loaded.class_names)
+    }
+    skipped = skipped + res.pop("skipped")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    note = plot_confusion(matrix, loaded.class_names, png)
+    if len(loaded.class_names) <= 5:
+        res.pop("top5", None)  # every class is in the top 5: always 100%, says nothing
+    result = {
+        "model": loaded.name,
+        "checkpoint": args.checkpoint,
+        "data": str(data),
+        **res,
+        "per_class": per_class,
+        "confusion": matrix.tolist(),
+        "skipped": skipped,
+        "confusion_png": None if note else str(png),
+    }
+    if args.format == "json":
+        print(json.dumps(result, indent=1))
+    else:
+        _print_table(result, loaded.class_names)
+    if note:
+        print(note, file=sys.stderr)
+    if skipped:
+        print(
+            f"skipped {len(skipped)} unreadable image(s): " + "; ".join(skipped[:5]),
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _confusion_path(output: str | None, weights: Path | None, data: str, run_data: str | None):
+    folder = Path(output) if output else (weights.parent if weights else Path("."))
+    if folder.name in ("best", "last") and (folder.parent / "config.json").is_file():
+        folder = folder.parent  # a run's picture goes in the run dir, beside curves.png
+    if run_data is not None and Path(data).resolve() == Path(run_data).resolve():
+        return folder / "confusion.png"
+    stem = Path(data).resolve().name or "data"
+    return folder / f"confusion-{stem}.png"
+
+
+def _print_table(result: dict, class_names: list[str]) -> None:
+    top5 = f"  top-5 {result['top5']:.2f}%" if "top5" in result else ""
+    print(
+        f"{result['model']}: top-1 {result['top1']:.2f}%{top5}  loss {result['loss']:.4f}  "
+        f"on {result['images']} images  {result['images_per_s']:.0f} img/s"
+    )
+    width = max(map(len, class_names))
+    for name, acc in result["per_class"].items():
+        print(f"  {name:<{width}}  {'-' if acc is None else f'{acc:6.2f}%'}")
+    if result["confusion_png"]:
+        print(f"confusion matrix: {result['confusion_png']}")

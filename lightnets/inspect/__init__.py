@@ -5,19 +5,18 @@ Pure functions here; pictures come from `lightnets.inspect.plots` (the only modu
 matplotlib).
 """
 
-from lightnets.inspect.features import capture_features, default_feature_layers, load_image
-from lightnets.inspect.kernels import (
+from lightnets.inspect.classify import (
     CLASSES,
-    DepthwiseKernels,
     KernelClasses,
     chance_shares,
     classify_kernels,
-    collect_depthwise_kernels,
     dc_gain,
     low_frequency_energy,
     null_threshold,
     templates,
 )
+from lightnets.inspect.features import capture_features, default_feature_layers, load_image
+from lightnets.inspect.kernels import DepthwiseKernels, collect_depthwise_kernels
 from lightnets.inspect.report import Report, feature_report, kernel_report
 from lightnets.inspect.similarity import layer_similarity, linear_cka, similarity_matrices
 from lightnets.inspect.summary import compare_lines, summary_lines

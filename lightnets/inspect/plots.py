@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from lightnets.errors import ConfigError, MissingDependencyError
-from lightnets.inspect.kernels import CLASSES, DepthwiseKernels, KernelClasses
+from lightnets.inspect.classify import CLASSES, KernelClasses
+from lightnets.inspect.kernels import DepthwiseKernels
 from lightnets.inspect.table import stage_label
 
 COLORS = {"gaussian": "#4c72b0", "edge": "#dd8452", "identity": "#55a868", "other": "#c8c8c8"}

@@ -13,8 +13,9 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from lightnets.errors import ConfigError
+from lightnets.inspect.classify import classify_kernels
 from lightnets.inspect.features import capture_features, default_feature_layers
-from lightnets.inspect.kernels import classify_kernels, collect_depthwise_kernels
+from lightnets.inspect.kernels import collect_depthwise_kernels
 from lightnets.inspect.similarity import similarity_matrices
 from lightnets.inspect.summary import compare_lines, summary_lines
 from lightnets.inspect.table import analyse, write_rows
@@ -138,7 +139,8 @@ def feature_report(
     plots: bool = True,
 ) -> Report:
     """Per-stage feature-map grids and the layer-to-layer similarity of each labelled model for
-    input `x`: features_<stage>.png, similarity.png, similarity.json, summary.txt."""
+    input `x`: features_<stage>.png, similarity.png, similarity.json and features_summary.txt
+    (its own name, so a kernels report's summary.txt in the same folder survives)."""
     if not models:
         raise ConfigError("feature_report needs at least one model")
     out = Path(out_dir)
@@ -178,7 +180,7 @@ def feature_report(
     path = out / "similarity.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dump) + "\n")
-    summary = out / "summary.txt"
+    summary = out / "features_summary.txt"
     summary.write_text("\n".join(report.lines) + "\n")
     report.files += [path, summary]
     return report

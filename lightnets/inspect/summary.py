@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lightnets.inspect.kernels import CLASSES
+from lightnets.inspect.classify import CLASSES
 
 WORDS = {
     "gaussian": "blur-like",

@@ -8,14 +8,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lightnets.errors import ConfigError
-from lightnets.inspect.kernels import (
+from lightnets.inspect.classify import (
     CLASSES,
-    DepthwiseKernels,
     chance_shares,
     classify_kernels,
     low_frequency_energy,
-    one_thread,
 )
+from lightnets.inspect.kernels import DepthwiseKernels, one_thread
 
 
 def stage_label(record: DepthwiseKernels) -> str:

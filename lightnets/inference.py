@@ -1,0 +1,79 @@
+"""Classify image files with a ready model and its preprocessing (what `lightnets predict` runs).
+
+Every image is read before the model runs, so an unreadable file is reported up front and the
+others still get their scores.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from lightnets.checkpoints import Preprocessing
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def expand_images(paths: list[str | os.PathLike]) -> list[str]:
+    """Files as given; a directory becomes the images below it (sorted, recursive)."""
+    out = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            out += sorted(
+                str(p)
+                for p in path.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
+        else:
+            out.append(str(path))
+    return out
+
+
+@dataclass
+class Prediction:
+    image: str
+    top: list[tuple[str, float]] | None  # (class, probability), best first; None if unreadable
+    error: str | None = None
+
+
+def read_image(path: str, pre: Preprocessing, mode: str) -> Tensor:
+    """One image as the (C, H, W) uint8 tensor the eval transform makes of it."""
+    from PIL import Image
+
+    from lightnets.train.transforms import eval_transform, to_uint8_tensor
+
+    with Image.open(path) as img:
+        return to_uint8_tensor(eval_transform(pre.img_size, pre.crop_pct)(img.convert(mode)))
+
+
+@torch.no_grad()
+def classify_images(
+    model: nn.Module,
+    images: list[str],
+    class_names: list[str],
+    pre: Preprocessing,
+    mode: str = "RGB",
+    topk: int = 5,
+) -> list[Prediction]:
+    """Top-k classes and probabilities of each image, in the order given."""
+    from lightnets.train.transforms import normalize
+
+    device = next(model.parameters()).device
+    mean = torch.tensor(pre.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(pre.std, device=device).view(1, -1, 1, 1)
+    results = []
+    for path in images:
+        try:
+            x = read_image(path, pre, mode)
+        except Exception as err:  # PIL raises many types for truncated or foreign files
+            results.append(Prediction(path, None, f"{type(err).__name__}: {err}"))
+            continue
+        probs = model(normalize(x[None].to(device), mean, std)).float().softmax(1)[0]
+        top = probs.topk(min(topk, len(class_names)))
+        pairs = [(class_names[i], float(p)) for p, i in zip(top.values, top.indices.tolist())]
+        results.append(Prediction(path, pairs))
+    return results
