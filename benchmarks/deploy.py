@@ -12,7 +12,8 @@ export when installed. Every row's output is compared with the eager model's (re
     python benchmarks/deploy.py --mixconv             # MixConv2d split vs merged, training step
     python benchmarks/deploy.py --wait-idle           # on a shared machine (Linux): see below
 
---wait-idle starts each timed cell only once the CPU was idle for 0.1 s (from /proc/stat). On a
+--wait-idle starts each timed cell only once the CPU was idle for 0.1 s (lightnets.profiling.
+wait_for_idle_cpu, from /proc/stat; `lightnets profile` reads the same counters to flag noise). On a
 2-core machine shared with test runs, bursts of other work otherwise land in most cells and
 inflate even the min over rounds by 30-60%; waiting keeps most of them out, and the min and
 median over rounds handle the rest.
@@ -26,7 +27,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -38,7 +38,7 @@ import lightnets
 from lightnets.deploy import export_onnx, reparameterize
 from lightnets.deploy.layout import align_channels
 from lightnets.deploy.onnx import ort_session, relative_error
-from lightnets.profiling import cpu_model
+from lightnets.profiling import cpu_model, wait_for_idle_cpu
 
 MODELS = ("mixnet_s", "mixnet_m", "mixnet_l", "mobilenet_v2_w100", "mobilenet_v3_large_w100")
 VARIANTS = ("eager", "channels_last", "reparam eager", "ORT plain", "ORT reparam",
@@ -102,25 +102,6 @@ def build_variants(name: str, size: int, threads: int, batches, workdir: Path, o
 def time_call(fn, x, threads: int, number: int) -> float:
     timer = benchmark.Timer("fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
     return timer.timeit(number).median
-
-
-def wait_for_idle_cpu(threshold: float = 0.95, window: float = 0.1, timeout: float = 30.0) -> bool:
-    """Return once the CPU was at least `threshold` idle over `window` seconds (Linux /proc/stat),
-    or False after `timeout` seconds without such a window."""
-
-    def idle_and_total() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            ticks = [int(t) for t in f.readline().split()[1:]]
-        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, all
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        idle0, total0 = idle_and_total()
-        time.sleep(window)
-        idle1, total1 = idle_and_total()
-        if idle1 - idle0 >= threshold * max(1, total1 - total0):
-            return True
-    return False
 
 
 def run_benchmark(args) -> dict:

@@ -201,9 +201,12 @@ def load_checkpoint(
         kwargs.setdefault("num_classes", len(class_names))
     in_chans = kwargs.get("in_chans", 3)
     pre = _preprocessing(config, card, in_chans, img_size)
-    small = config.get("small_input", kwargs.pop("small_input", None))
-    if config or small is not None:
-        kwargs["small_input"] = wants_small_input(pre.img_size, small) or None
+    # the stem follows the size the run TRAINED at (an export at another size keeps that stem)
+    small = kwargs.pop("small_input", None)
+    if config.get("small_input") is not None or config.get("img_size"):
+        small = wants_small_input(config.get("img_size") or 0, config.get("small_input"))
+    if small:
+        kwargs["small_input"] = True
     import lightnets
 
     model = lightnets.create_model(name, **{k: v for k, v in kwargs.items() if v is not None})

@@ -57,7 +57,6 @@ def _check_overrides(name: str, builder, kwargs: dict) -> None:
     """Reject an argument the builder does not take, by its signature: calling it and catching
     TypeError would also turn a bug inside the builder into a user error."""
     import inspect
-
     import typing
 
     params = dict(inspect.signature(builder).parameters)

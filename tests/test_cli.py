@@ -10,7 +10,7 @@ import pytest
 
 import lightnets
 from lightnets import cli
-from lightnets.tools import layers_table
+from lightnets.commands import layers as layers_table
 
 
 def test_version(capsys):

@@ -442,6 +442,13 @@ def test_export_cli_checkpoint_that_does_not_fit(tmp_path, capsys):
     )
     code = cli(["export", other, "--checkpoint", str(ckpt), "-o", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
+    assert code == 2 and f"holds {REPRESENTATIVE[0]}, not {other}" in err, err
+    assert err.count("\n") == 1, err
+    # a weights file without a config is checked tensor by tensor
+    bare = tmp_path / "bare.pth"
+    torch.save(lightnets.weights.read_state_dict(ckpt), bare)
+    code = cli(["export", other, "--checkpoint", str(bare), "-o", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err
     assert code == 2 and "does not fit" in err and err.count("\n") == 1, err
 
 
@@ -498,7 +505,7 @@ def test_profile_reparameterize_and_runtimes(runtime, capsys):
     if runtime == "openvino":
         pytest.importorskip("openvino")  # optional extra
     argv = ["profile", "mixnet_s", "--format", "json", "--batch", "1", "--min-time", "0.02",
-            "--warmup", "0", "--no-progress", "--resolution", "64", "--threads", "1"]  # fmt: skip
+            "--warmup", "0", "--no-progress", "--img-size", "64", "--threads", "1"]  # fmt: skip
     assert cli(argv) == 0
     plain = json.loads(capsys.readouterr().out)["models"][0]
     assert cli([*argv, "--reparameterize", "--runtime", runtime]) == 0
@@ -506,3 +513,31 @@ def test_profile_reparameterize_and_runtimes(runtime, capsys):
     assert fused["runtime"] == runtime and fused["latency_ms"] > 0
     # the merged depthwise kernels are zero-padded to the largest size: more MACs, same model
     assert fused["macs"] > plain["macs"] and fused["model"] == plain["model"]
+
+
+@pytest.mark.parametrize("runtime", ["eager", "onnxruntime", "openvino"])
+def test_runtime_runners_compute_the_model(runtime, tmp_path):
+    from lightnets.deploy.runtimes import check_runtime, make_runner
+
+    try:
+        check_runtime(runtime)
+    except ImportError:
+        pytest.skip(f"{runtime} not installed (optional extra)")
+    model = randomize_norms(lightnets.create_model("mixnet_s", num_classes=7)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    run = make_runner(runtime, reparameterize(model), x, 1, tmp_path)
+    xb = torch.randn(3, 3, 64, 64)  # another batch size: the batch axis is dynamic
+    out = run(xb)
+    out = out[0] if isinstance(out, list) else out  # onnxruntime returns a list of outputs
+    with torch.no_grad():
+        assert relative_error(out, model(xb)) < 1e-4
+
+
+def test_openvino_runner_refuses_a_graph_that_differs(monkeypatch, tmp_path):
+    pytest.importorskip("openvino")
+    from lightnets.deploy import runtimes
+
+    monkeypatch.setattr(runtimes, "relative_error", lambda actual, expected: 1.0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3)).eval()
+    with pytest.raises(ValueError, match="OpenVINO output differs"):
+        runtimes.make_runner("openvino", model, torch.randn(1, 3, 8, 8), 1, tmp_path)

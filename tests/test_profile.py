@@ -1,6 +1,8 @@
-"""lightnets.profiling and `lightnets profile`: counts against closed forms, the CLI's outputs.
+"""lightnets.profiling and `lightnets profile`: counts against closed forms, the CLI's outputs,
+noise detection, and the table renderer (lightnets.tables) the commands share.
 
-Latencies are measurements, so only their sanity (positive, warm-up and repeats ran) is asserted.
+Latencies are measurements, so only their sanity (positive, warm-up and repeats ran) is asserted;
+noisy and quiet timings are injected.
 """
 
 from __future__ import annotations
@@ -8,10 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
+from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 import lightnets
@@ -19,9 +24,11 @@ from lightnets import profiling as P
 from lightnets import registry
 from lightnets.blocks import InvertedResidual
 from lightnets.cli import main as cli_main
+from lightnets.commands import profile as profile_cli
 from lightnets.layers import ConvNormAct, FixedDepthwiseConv2d, MixConv2d, SqueezeExcite
 from lightnets.models._common import LightNet
-from lightnets.tools import profile as profile_cli
+from lightnets.profiling import timing
+from lightnets.tables import Column, render
 
 FAST = ["--batch", "1,2", "--min-time", "0.01", "--warmup", "1", "--threads", "1", "--no-progress"]
 
@@ -343,7 +350,7 @@ def test_cli_json_has_every_column_and_the_machine(tiny, capsys):
     assert {"cpu", "threads", "torch", "device"} <= set(report["machine"])
     assert report["machine"]["threads"] == 1
     (row,) = report["models"]
-    assert {c.key for c in profile_cli.COLUMNS} <= set(row)
+    assert {c.key for c in P.COLUMNS} <= set(row)
     assert row["model"] == tiny and row["latency_ms"] > 0
 
 
@@ -351,7 +358,7 @@ def test_cli_csv_has_every_column(tiny, capsys):
     code, out, _ = run_cli(capsys, tiny, *FAST, "--format", "csv")
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert len(rows) == 1 and {c.key for c in profile_cli.COLUMNS} <= set(rows[0])
+    assert len(rows) == 1 and {c.key for c in P.COLUMNS} <= set(rows[0])
     assert float(rows[0]["macs_m"]) > 0
 
 
@@ -360,7 +367,7 @@ def test_cli_table_shows_every_column_and_footnotes(tiny, capsys, fmt):
     code, out, _ = run_cli(capsys, tiny, *FAST, "--format", fmt)
     assert code == 0
     header = out.splitlines()[0]
-    for column in profile_cli._with_batch_headers([]):
+    for column in P.profile_columns([]):
         if column.key != "throughput_ips":
             assert column.header in header
     assert "img/s b2" in header and "ms b1" in header
@@ -397,10 +404,17 @@ def test_cli_pattern_without_match_is_exit_2(capsys):
     assert code == 2 and err.count("\n") == 1 and "no model matches" in err
 
 
-def test_cli_too_small_resolution_is_one_line_exit_2(tiny, capsys):
-    code, out, err = run_cli(capsys, tiny, "--resolution", "8")
+def test_cli_too_small_img_size_is_one_line_exit_2_before_measuring(tiny, capsys, monkeypatch):
+    monkeypatch.setattr(P, "profile_model", _must_not_measure)
+    code, out, err = run_cli(capsys, tiny, "--img-size", "8")
     assert code == 2 and out == ""
-    assert err.count("\n") == 1 and "too small" in err and "min_input 16" in err
+    assert err.count("\n") == 1 and "--img-size 8 is too small" in err and "min_input 16" in err
+
+
+def test_cli_old_resolution_flag_still_works_with_a_note(tiny, capsys):
+    code, out, err = run_cli(capsys, tiny, *FAST, "--resolution", "48", "--format", "json")
+    assert code == 0 and json.loads(out)["models"][0]["resolution"] == 48
+    assert "--resolution is deprecated, use --img-size" in err
 
 
 def test_cli_layers_needs_one_model(tiny, capsys):
@@ -440,3 +454,176 @@ def test_cli_cuda_without_cuda_is_exit_2(tiny, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code, _, err = run_cli(capsys, tiny, "--device", "cuda")
     assert code == 2 and "CUDA is not available" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------- fixed bugs
+
+
+def _must_not_measure(*args, **kwargs):
+    raise AssertionError("a model was measured although the arguments were bad")
+
+
+def _fake_blocked_autorange(median_s: float, iqr_s: float, blocks: int = 10):
+    """A stand-in for Timer.blocked_autorange: `blocks` blocks of one call each."""
+
+    def blocked_autorange(self, min_run_time=0.2, **kwargs):
+        return SimpleNamespace(
+            median=median_s, iqr=iqr_s, number_per_run=1, raw_times=[median_s] * blocks
+        )
+
+    return blocked_autorange
+
+
+def _other_cores(monkeypatch, cores: float) -> None:
+    """Make every CpuLoad report `cores` used by other processes."""
+
+    def exit_(self, *exc):
+        self.cores = cores
+
+    monkeypatch.setattr(timing.CpuLoad, "__exit__", exit_)
+
+
+def test_noisy_spread_is_named_in_the_footer(tiny, capsys, monkeypatch):
+    # bug: a latency inflated by other work was printed without a warning
+    monkeypatch.setattr(benchmark.Timer, "blocked_autorange", _fake_blocked_autorange(2e-3, 1e-3))
+    _other_cores(monkeypatch, 0.0)
+    code, out, _ = run_cli(capsys, tiny, *FAST)
+    assert code == 0
+    (note,) = [line for line in out.splitlines() if line.startswith("noisy:")]
+    assert "tiny_profile_net" in note and "IQR 50% of the median" in note and "b1" in note
+
+
+def test_busy_cpu_is_named_in_the_footer_and_json(tiny, capsys, monkeypatch):
+    # a steady neighbour inflates every block alike: a small spread, but a busy CPU
+    monkeypatch.setattr(benchmark.Timer, "blocked_autorange", _fake_blocked_autorange(2e-3, 1e-5))
+    _other_cores(monkeypatch, 64.0)
+    code, out, _ = run_cli(capsys, tiny, *FAST)
+    assert code == 0
+    assert "noisy: tiny_profile_net" in out and "other processes used 64.0 of" in out
+    code, out, _ = run_cli(capsys, tiny, *FAST, "--format", "json")
+    assert "other processes used" in json.loads(out)["models"][0]["noise"]
+
+
+def test_quiet_timing_has_no_noise_note(tiny, capsys, monkeypatch):
+    monkeypatch.setattr(benchmark.Timer, "blocked_autorange", _fake_blocked_autorange(2e-3, 1e-5))
+    _other_cores(monkeypatch, 0.0)
+    code, out, _ = run_cli(capsys, tiny, *FAST)
+    assert code == 0 and "noisy" not in out
+
+
+def test_latency_noise_rules():
+    quiet = P.Latency(1e-3, 1e-5, 1, 40, 2, threads=2, blocks=10, other_cores=0.1)
+    assert quiet.noise(cpus=2) is None
+    spread = P.Latency(1e-3, 5e-4, 1, 40, 2, threads=2, blocks=10)
+    assert "IQR 50%" in spread.noise(cpus=2)
+    assert P.Latency(1e-3, 5e-4, 1, 2, 2, threads=2, blocks=2).noise(cpus=2) is None  # no IQR
+    busy = P.Latency(1e-3, 1e-5, 1, 40, 2, threads=2, blocks=10, other_cores=1.0)
+    assert "other processes used 1.0 of 2 cores" in busy.noise(cpus=2)
+    # one thread on 8 cores: a neighbour on 4 of the other 7 takes nothing the timing needed
+    spare = P.Latency(1e-3, 1e-5, 1, 40, 2, threads=1, blocks=10, other_cores=4.0)
+    assert spare.noise(cpus=8) is None
+
+
+def test_cpu_load_reads_proc_stat():
+    ticks = P.cpu_ticks()
+    if ticks is None:
+        pytest.skip("no /proc/stat here")
+    busy, total = ticks
+    assert 0 <= busy <= total
+    with P.CpuLoad() as load:
+        sum(range(10000))
+    assert load.cores is not None and load.cores >= 0
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tiny, capsys):
+    # bug: with stderr not a terminal the tqdm bar disabled itself and nothing showed for minutes
+    fast = [a for a in FAST if a != "--no-progress"]
+    code, _, err = run_cli(capsys, tiny, *fast, "--format", "csv")
+    assert code == 0 and err == "[1/1] tiny_profile_net ...\n"
+    code, _, err = run_cli(capsys, tiny, *fast, "--format", "csv", "--no-progress")
+    assert code == 0 and err == ""
+
+
+@pytest.mark.parametrize("where", ["missing_dir", "is_dir"])
+def test_unwritable_plot_fails_before_measuring(where, tiny, capsys, monkeypatch, tmp_path):
+    # bug: an unwritable --plot path failed only after the whole profile
+    monkeypatch.setattr(P, "profile_model", _must_not_measure)
+    path = {"missing_dir": tmp_path / "no" / "p.png", "is_dir": tmp_path}[where]
+    code, out, err = run_cli(capsys, tiny, *FAST, "--plot", str(path))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "--plot" in err, err
+
+
+def test_plot_without_matplotlib_fails_before_measuring(tiny, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(P, "profile_model", _must_not_measure)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    code, _, err = run_cli(capsys, tiny, *FAST, "--plot", str(tmp_path / "p.png"))
+    assert code == 2 and "pip install lightnets[plot]" in err and err.count("\n") == 1
+
+
+def test_reparameterized_counts_get_a_footnote(tiny, capsys):
+    # bug: --reparameterize changed the params/MACs columns without saying so
+    code, out, _ = run_cli(capsys, tiny, *FAST)
+    assert code == 0 and "re-parameterized" not in out
+    code, out, _ = run_cli(capsys, tiny, *FAST, "--reparameterize")
+    assert code == 0
+    (note,) = [line for line in out.splitlines() if line.startswith("re-parameterized:")]
+    assert "BN folded" in note and "MACs" in note
+    code, out, _ = run_cli(capsys, tiny, *FAST, "--reparameterize", "--format", "json")
+    assert json.loads(out)["models"][0]["reparameterized"] is True
+
+
+def test_unknown_pattern_names_close_matches(tiny, capsys):
+    # bug: a pattern matching nothing gave no hint
+    code, out, err = run_cli(capsys, "tiny_profil_*")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "no model matches 'tiny_profil_*'; did you mean" in err and "tiny_profile_net" in err
+
+
+def test_too_small_img_size_for_one_of_the_default_set_fails_before_measuring(
+    tiny, capsys, monkeypatch
+):
+    monkeypatch.setattr(profile_cli, "HEADLINE", (tiny, "mobilefacenet"))
+    monkeypatch.setattr(P, "profile_model", _must_not_measure)
+    code, _, err = run_cli(capsys, "--img-size", "100")
+    assert code == 2 and err.count("\n") == 1 and "too small for mobilefacenet" in err
+
+
+def test_layers_busy_cpu_is_named_in_the_footer(tiny, capsys, monkeypatch):
+    _other_cores(monkeypatch, 64.0)
+    code, out, _ = run_cli(capsys, tiny, *FAST, "--layers")
+    assert code == 0 and "noisy: other processes used 64.0 of" in out
+
+
+# ---------------------------------------------------------------------------- lightnets.tables
+
+ROWS = [{"name": "a", "n": 1, "x": 0.5}, {"name": "bb", "n": None, "x": 12.25, "extra": "e"}]
+# fmt: off
+TABLE_COLUMNS = (
+    Column("name", "name", code=True),
+    Column("n",    "n",    "d",   "n: a count."),
+    Column("x",    "x",    ".1f"),
+)
+# fmt: on
+
+
+def test_render_table_aligns_text_left_and_numbers_right():
+    assert render(ROWS, TABLE_COLUMNS, notes=["last line"]).splitlines() == [
+        "name  n     x",
+        "----  -  ----",
+        "a     1   0.5",
+        "bb    -  12.2",
+        "",
+        "n: a count.",
+        "last line",
+    ]
+    assert render(ROWS, TABLE_COLUMNS, rule=False).splitlines()[1].startswith("a ")
+
+
+def test_render_markdown_csv_json():
+    md = render(ROWS, TABLE_COLUMNS, "markdown").splitlines()
+    assert md[0] == "| name | n |    x |" and md[1] == "|:-----|--:|-----:|"
+    assert md[2] == "| `a`  | 1 |  0.5 |" and md[-1] == "- n: a count."
+    rows = list(csv.DictReader(io.StringIO(render(ROWS, TABLE_COLUMNS, "csv"))))
+    assert rows[1] == {"name": "bb", "n": "", "x": "12.25", "extra": "e"}  # every key, exact
+    data = json.loads(render(ROWS, TABLE_COLUMNS, "json", json_key="items", json_extra={"m": 1}))
+    assert data == {"m": 1, "columns": {"n": "n: a count."}, "items": ROWS}

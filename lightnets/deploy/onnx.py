@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.files import check_writable
@@ -41,6 +41,16 @@ def relative_error(actual, expected) -> float:
     """max |actual - expected| / max |expected|: scale-free, and robust to near-zero entries."""
     actual, expected = torch.as_tensor(actual).double(), torch.as_tensor(expected).double()
     return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
+
+
+# the opsets torch.onnx exports (TorchScript-based up to 20, dynamo from 18)
+OPSETS = range(7, 24)
+
+
+def check_opset(opset: int) -> int:
+    if opset not in OPSETS:
+        raise ConfigError(f"opset must be between {OPSETS[0]} and {OPSETS[-1]}, got {opset}")
+    return opset
 
 
 def _size(input_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -78,8 +88,7 @@ def export_onnx(
     """
     onnx, _ = _require_onnx()
     h, w = _size(input_size)
-    if not 7 <= opset <= 23:
-        raise ConfigError(f"opset must be between 7 and 23, got {opset}")
+    check_opset(opset)
     path = Path(path)
     check_writable(path)
     in_chans = in_chans or getattr(model, "in_chans", 3)
@@ -87,9 +96,7 @@ def export_onnx(
     model.eval()
     try:
         example = torch.randn(2, in_chans, h, w)  # batch 2: torch.export specialises a batch of 1
-        _export(
-            model, example, path, opset, dynamic_batch, opset >= 18 if dynamo is None else dynamo
-        )
+        write_onnx(model, example, path, opset, dynamic_batch, dynamo)
     finally:
         model.train(was_training)
     if metadata:
@@ -110,7 +117,21 @@ def export_onnx(
     return error
 
 
-def _export(model, example, path, opset, dynamic_batch, dynamo) -> None:
+def write_onnx(
+    model: nn.Module,
+    example: Tensor,
+    path: str | os.PathLike,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+    dynamo: bool | None = None,
+) -> Path:
+    """Trace `model` on `example` and write it to `path`: the one call of torch.onnx.export.
+
+    No parity check: `export_onnx` adds one, and the profiler's runtimes
+    (lightnets.deploy.runtimes) check the runner they build. `dynamo=None` picks the exporter by
+    opset (see the module docstring).
+    """
+    dynamo = opset >= 18 if dynamo is None else dynamo
     kwargs = {}
     if dynamo:
         if dynamic_batch:
@@ -133,6 +154,7 @@ def _export(model, example, path, opset, dynamic_batch, dynamo) -> None:
             dynamo=dynamo,
             **kwargs,
         )
+    return Path(path)
 
 
 def ort_session(path: str | os.PathLike, threads: int | None = None, optimize: bool = True):

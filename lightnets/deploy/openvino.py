@@ -1,7 +1,8 @@
 """OpenVINO (CPU) on an exported ONNX file: compile, run, and check against PyTorch.
 
 OpenVINO reads the ONNX file directly. A static input shape lets its CPU plugin pick kernels for
-that shape; without one the batch axis stays dynamic (what `lightnets profile` needs).
+that shape; without one the batch axis stays dynamic (what `lightnets profile --runtime openvino`
+needs: its runner is in lightnets.deploy.runtimes).
 """
 
 from __future__ import annotations
@@ -61,22 +62,6 @@ def compile_openvino(
         return request.infer([x])[output]
 
     return run
-
-
-def openvino_runner(model: nn.Module, example: Tensor, threads: int, workdir: Path):
-    """For `lightnets profile --runtime openvino`: export `model` to ONNX in `workdir` (dynamic
-    batch, no parity check) and return a callable on torch batches."""
-    _require_openvino()
-    from lightnets.deploy.onnx import _export
-
-    path = Path(workdir) / "model.onnx"
-    _export(model.eval(), example.cpu(), path, 17, True, False)
-    run = compile_openvino(path, threads)
-
-    def call(x: Tensor):
-        return run(x.cpu().numpy())
-
-    return call
 
 
 def openvino_parity(path: str | os.PathLike, reference: nn.Module, x: Tensor) -> float:
