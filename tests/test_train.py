@@ -13,8 +13,11 @@ import math
 import os
 import pickle
 import random
+import shutil
 import signal
+import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -26,7 +29,6 @@ import lightnets.cli
 from lightnets.train import checkpoint as ckpt
 from lightnets.train import data as data_mod
 from lightnets.train import optim, transforms
-from lightnets.train.cli import train
 from lightnets.train.config import (
     TrainConfig,
     build_parser,
@@ -35,6 +37,7 @@ from lightnets.train.config import (
     resume_config,
 )
 from lightnets.train.nonfinite import NonFiniteLossError, locate_nonfinite
+from lightnets.train.run import train
 
 
 @pytest.fixture(autouse=True)
@@ -510,14 +513,20 @@ def test_last_batch_of_one_does_not_reach_batchnorm_grayscale_bf16_channels_last
     assert seen == [1, 2, 3] and math.isfinite(result.history[0]["train_loss"])
 
 
-def test_freeze_backbone_trains_only_the_classifier(tmp_path):
+def test_freeze_backbone_trains_only_the_classifier_with_its_dropout_on(tmp_path):
     torch.manual_seed(0)
     model = Tiny()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    train(tiny_cfg(tmp_path, freeze_backbone=True), model=model)
+    modes = set()
+
+    def record(m, step):
+        modes.add((m.dropout.training, m.stem[1].training, m.classifier.training))
+
+    train(tiny_cfg(tmp_path, freeze_backbone=True), model=model, on_step=record)
     after = weights(tmp_path / "run")
     changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
     assert changed == ["classifier.bias", "classifier.weight"]  # BN statistics too stay put
+    assert modes == {(True, False, True)}  # the head's dropout regularises; frozen BN is eval
 
 
 def test_pretrained_weights_load_with_a_new_head(tmp_path):
@@ -595,6 +604,7 @@ def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "epoch 2/2" in out and "img/s" in out
+    assert "top5" not in out  # 2 classes: top-5 is always 100%, not shown
     assert not any(k.startswith("module.") for k in weights(run))
     resume = ["train", "--resume", str(run), "--epochs", "3", "--no-progress"]
     assert lightnets.cli.main(resume) == 0
@@ -604,7 +614,8 @@ def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
     assert lightnets.cli.main(["eval", "--checkpoint", str(run), "--json", "--workers", "0"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["images"] == 6 and sum(map(sum, res["confusion"])) == 6
-    assert 0 <= res["top1"] <= res["top5"] == 100.0 and set(res["per_class"]) == {"cat", "dog"}
+    assert 0 <= res["top1"] <= 100 and set(res["per_class"]) == {"cat", "dog"}
+    assert "top5" not in res  # 2 classes: always 100%
     assert Path(res["confusion_png"]).is_file()
     state = torch.load(run / "best" / "state.pt", weights_only=True)
     assert res["top1"] == pytest.approx(max(h["val_acc"] for h in state["history"]))
@@ -625,3 +636,202 @@ def test_cli_train_eval_predict_on_an_image_folder(tmp_path, capsys):
     make_folder(other, classes=("cat", "dog", "fox"), per_class=1)
     err = one_line_error(capsys, ["eval", "--checkpoint", str(run), "--data", str(other / "train")])
     assert "fox" in err
+
+
+# --- failures the redesign fixed (each test failed before it)
+
+
+def test_every_reduced_tensor_is_on_the_training_device(monkeypatch):
+    # NCCL all-reduces CUDA tensors only; on the meta device a CPU tensor is easy to spot
+    from lightnets.train.distributed import DistInfo
+    from lightnets.train.evaluate import evaluate
+    from lightnets.train.loop import Progress, SignalFlag, train_one_epoch
+
+    class Reduced(Exception):
+        pass
+
+    devices = []
+
+    def all_reduce(tensor, op=None, **kw):
+        devices.append(tensor.device)
+        raise Reduced  # a meta tensor has no values to go on with
+
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda group=None: 2)
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    meta = torch.device("meta")
+    model = Tiny().to(meta)
+    batch = (torch.zeros(4, 3, 16, 16, dtype=torch.uint8), torch.tensor([0, 1, 2, 3]), [])
+
+    class Loader(list):
+        batch_sampler = SimpleNamespace(set_epoch=lambda *a: None, batches_per_epoch=lambda: 1)
+
+    for batches in ([batch], []):  # the stop/skip flags of a step; the sums of an epoch
+        progress = Progress()
+        progress.new_epoch_sums()
+        run = SimpleNamespace(
+            cfg=TrainConfig(progress=False),
+            progress=progress,
+            model=model,
+            train_loader=Loader(batches),
+            dist=DistInfo(0, 2, 0, meta),
+            device=meta,
+            optimizer=SimpleNamespace(param_groups=[{"lr": 0.1}]),
+            on_step=None,
+        )
+        with pytest.raises(Reduced):
+            train_one_epoch(run, SignalFlag())
+    stats = torch.zeros(1, 3, 1, 1, device=meta)
+    with pytest.raises(Reduced):  # loss and accuracy sums of an evaluation
+        evaluate(model, [batch], device=meta, mean=stats, std=stats + 1, num_classes=10)
+    assert devices == [meta, meta, meta]
+
+
+@pytest.mark.parametrize("key", ["epochs", "model", "lr_base"])
+def test_null_for_a_required_setting_is_a_one_line_error(tmp_path, capsys, key):
+    recipe = tmp_path / "nulls.json"
+    recipe.write_text(json.dumps({key: None, "lr": None}))  # lr may be null: it is optional
+    err = one_line_error(capsys, ["train", "--recipe", str(recipe)])
+    assert f"{key} must be" in err and "null" in err
+
+
+def test_vgnet_shared_depthwise_weight_gets_no_weight_decay():
+    import lightnets
+    from lightnets.blocks import SharedDepthwiseConv2d
+
+    model = lightnets.create_model("vgnet_g_1_0mp", num_classes=10)
+    shared = [m.weight for m in model.modules() if isinstance(m, SharedDepthwiseConv2d)]
+    assert shared
+    decay, no_decay = optim.param_groups(model, 1e-5)
+    exempt = {id(p) for p in no_decay["params"]}
+    assert all(id(p) in exempt for p in shared)
+    assert not any(id(p) in exempt for p in decay["params"])
+    everything, _ = optim.param_groups(model, 1e-5, decay_all=True)
+    assert all(any(p is q for q in everything["params"]) for p in shared)
+
+
+def test_a_crash_anywhere_in_two_saves_leaves_a_complete_checkpoint(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    class Crash(Exception):
+        pass
+
+    model = Tiny(width=4)
+    real_replace, real_rmtree = os.replace, shutil.rmtree
+    budget = [math.inf]  # file-system steps (renames, deletions) until the simulated crash
+
+    def tick(path=None):
+        budget[0] -= 1
+        if budget[0] < 0:
+            if path is not None and Path(path).is_dir():  # die half-way through a deletion
+                files = sorted(f for f in Path(path).rglob("*") if f.is_file())
+                if files:
+                    files[0].unlink()
+            raise Crash
+
+    def replace(src, dst):
+        tick()
+        real_replace(src, dst)
+
+    def rmtree(path, ignore_errors=False, **kw):
+        tick(path)
+        real_rmtree(path, ignore_errors=ignore_errors, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+
+    def save(run_dir, step, crash_after=math.inf):
+        budget[0] = crash_after
+        try:
+            state = {"format": ckpt.STATE_FORMAT, "step": step}
+            ckpt.save_checkpoint(run_dir, "last", model, None, state, {})
+        except Crash:
+            pass
+        budget[0] = math.inf
+
+    for first in range(6):
+        for second in range(6):  # a crash, a resume from what was found, another crash
+            run_dir = tmp_path / f"{first}-{second}"
+            run_dir.mkdir()
+            save(run_dir, 1)
+            for step, crash_after in ((2, first), (3, second)):
+                save(run_dir, step, crash_after)
+                found = ckpt.find_checkpoint(run_dir)
+                assert found is not None, (first, second, sorted(os.listdir(run_dir)))
+                assert ckpt.load_state(found)["step"] in (1, 2, step)
+                assert load_file(str(found / "model.safetensors")).keys()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_run_dir_files_and_directories_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        torch.manual_seed(0)
+        train(tiny_cfg(tmp_path, ema_decay=0.9, checkpoint_every=20), model=Tiny())
+    finally:
+        os.umask(previous)
+    run = tmp_path / "run"
+    paths = [run, *run.rglob("*")]
+    assert any(p.name == "state.pt" for p in paths) and any(p.name == "best" for p in paths)
+    for path in paths:
+        expected = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert oct(stat.S_IMODE(path.stat().st_mode)) == oct(expected), path
+
+
+def test_corrupt_checkpoint_falls_back_or_fails_in_one_line(tmp_path, capsys):
+    torch.manual_seed(0)
+    cfg = tiny_cfg(tmp_path, epochs=2, stop_at_epoch=1)
+    train(cfg, model=Tiny())
+    run = Path(cfg.run_dir)
+    (run / "last" / "state.pt").write_bytes(os.urandom(3000))  # random bytes: bad pickle
+    capsys.readouterr()
+    result = train(resume_config(run, {"resume": str(run)}), model=Tiny())
+    err = capsys.readouterr().err
+    assert len(result.history) == 2, err
+    assert f"{run / 'last' / 'state.pt'}: corrupt" in err and f"resuming from {run / 'best'}" in err
+    assert "weights_only" not in err
+    # nothing intact: one line naming the file, before any work
+    for tag in ("last", "best"):
+        path = run / tag / "model.safetensors"
+        path.write_bytes(path.read_bytes()[:100])  # truncated
+    before = sorted(p.name for p in run.iterdir())
+    err = one_line_error(capsys, ["train", "--resume", str(run), "--epochs", "3"])
+    assert f"{run / 'last' / 'model.safetensors'}: corrupt or truncated" in err
+    assert "no intact earlier checkpoint" in err
+    (run / "best" / "state.pt").write_bytes(os.urandom(3000))
+    err = one_line_error(capsys, ["train", "--resume", str(run), "--epochs", "3"])
+    assert "weights_only" not in err and "Traceback" not in err
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_too_small_img_size_or_unwritable_run_dir_fail_before_anything(tmp_path, capsys):
+    run = tmp_path / "runs" / "tiny"
+    err = one_line_error(capsys, ["train", "--img-size", "7", "--run-dir", str(run)])
+    assert "--img-size 7" in err and "16 px" in err
+    assert not (tmp_path / "runs").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    err = one_line_error(capsys, ["train", "--run-dir", str(blocker / "run")])
+    assert str(blocker) in err and "not a directory" in err
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def test_resume_works_from_another_directory(tmp_path, monkeypatch, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    make_folder(first / "data", per_class=6, size=32)
+    second.mkdir()
+    monkeypatch.chdir(first)
+    args = ["--img-size", "32", "--batch-size", "4", "--workers", "0", "--threads", "1"]
+    args += ["--epochs", "2", "--stop-at-epoch", "1", "--no-progress"]
+    code = lightnets.cli.main(["train", "--data", "data", "--run-dir", "run", *args])
+    assert code == 0, capsys.readouterr().err
+    assert f"continue with: lightnets train --resume {first / 'run'}" in capsys.readouterr().out
+    monkeypatch.chdir(second)
+    assert lightnets.cli.main(["train", "--resume", "../first/run", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 2/2" in out and "top5" not in out  # 2 classes: top-5 is always 100%
+    history = json.loads((first / "run" / "metrics.json").read_text())
+    assert len(history) == 2 and "val_top5" not in history[-1]
+    saved = json.loads((first / "run" / "config.json").read_text())
+    assert saved["data"] == str(first / "data") and saved["run_dir"] == str(first / "run")
+    assert not os.listdir(second)

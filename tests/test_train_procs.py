@@ -20,8 +20,8 @@ from test_train import make_folder, max_diff, tiny_cfg, weights
 from test_train_tiny import Tiny
 
 from lightnets.train import checkpoint as ckpt
-from lightnets.train.cli import train
 from lightnets.train.config import TrainConfig
+from lightnets.train.run import train
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ import torch.distributed as dist
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from test_train_tiny import Tiny
-from lightnets.train.cli import train
+from lightnets.train.run import train
 from lightnets.train.config import TrainConfig, resume_config
 
 cfg = TrainConfig.from_dict(json.loads(sys.argv[1]))
@@ -221,6 +221,7 @@ def test_torchrun_cli_with_a_zoo_model(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("epoch 1/1") == 1  # only rank 0 reports (and writes)
+    assert done.stdout.count("done:") == 1
     assert not any(k.startswith("module.") for k in weights(run))
     assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())).batch_size == 4
 
@@ -235,3 +236,58 @@ def test_train_without_arguments_learns_digits(tmp_path, monkeypatch, capsys):
     (run,) = (tmp_path / "runs").iterdir()
     history = json.loads((run / "metrics.json").read_text())
     assert len(history) == 8 and history[-1]["val_acc"] > 85.0
+
+
+def start_in_own_session(run: Path, *extra: str) -> subprocess.Popen:
+    """`lightnets train` on digits with 2 DataLoader workers, as its own process group."""
+    cmd = [sys.executable, "-m", "lightnets", "train", "--img-size", "16", "--epochs", "1"]
+    cmd += ["--workers", "2", "--threads", "1", "--no-progress", "--checkpoint-every", "1"]
+    cmd += ["--run-dir", str(run), *extra]
+    return subprocess.Popen(
+        cmd,
+        env=env1(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for_first_step(proc: subprocess.Popen, run: Path) -> None:
+    deadline = time.time() + 120
+    while ckpt.find_checkpoint(run) is None and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None and ckpt.find_checkpoint(run) is not None
+
+
+@pytest.mark.parametrize(
+    "signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)], ids=["sigterm", "2xsigint"]
+)
+def test_signals_to_the_process_group_checkpoint_and_exit_cleanly(tmp_path, signals):
+    # SLURM, systemd and `kill -- -PGID` signal every process of the group: the DataLoader
+    # workers too. A second Ctrl-C in quick succession must not lose the checkpoint either.
+    run = tmp_path / "run"
+    proc = start_in_own_session(run)
+    try:
+        wait_for_first_step(proc, run)
+        for signum in signals:
+            os.killpg(proc.pid, signum)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signals[0], err
+    assert "Traceback" not in err and "checkpoint saved" in err, err
+    assert f"lightnets train --resume {run}" in err
+    state = ckpt.load_state(run / "last")
+    assert state["epoch"] == 0 and state["step_in_epoch"] > 0
+    done = subprocess.run(
+        [sys.executable, "-m", "lightnets", "train", "--resume", str(run), "--no-progress"],
+        env=env1(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ckpt.load_state(run / "last")["epoch"] == 1 and "done:" in done.stdout

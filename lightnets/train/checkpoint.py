@@ -6,8 +6,13 @@ A checkpoint is a directory `RUN/last` (or `RUN/best`) holding
   state.pt            optimizer, scheduler, EMA, grad scaler, RNG states, epoch, step, metrics
 state.pt holds only tensors and plain Python values, so it loads with torch.load(weights_only=True).
 
-The directory is written under a temporary name and swapped in with two renames; if a kill lands
-between them, `find_checkpoint` picks up the complete previous directory (`.last.old`).
+The directory is written under a temporary name (`.last.tmp`) and swapped in with two renames
+(last -> .last.old, .last.tmp -> last). `.last.old` is deleted only while a complete `last`
+exists, so whatever point a crash interrupts a save at, `find_checkpoint` finds a complete
+checkpoint: `last`, else `.last.old`. Files and directories get the umask's mode.
+
+`resume_checkpoint` reads the newest intact checkpoint of a run for `--resume`: a truncated or
+corrupt `last/` falls back to `.last.old`, then `best/`, with a note saying so.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightnets.errors import ConfigError
-from lightnets.files import atomic_write, write_text  # noqa: F401  (re-exported for callers)
+from lightnets.errors import CheckpointError, ConfigError
+from lightnets.files import atomic_write
 
 STATE_FORMAT = 1
 
@@ -80,13 +85,15 @@ def save_checkpoint(
     final, tmp, old = run_dir / tag, run_dir / f".{tag}.tmp", run_dir / f".{tag}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(contiguous_state(unwrap(model)), str(tmp / "model.safetensors"), metadata)
+    # safetensors creates its files 0600; atomic_write gives them the umask's mode like the rest
+    tensors = contiguous_state(unwrap(model))
+    atomic_write(tmp / "model.safetensors", lambda path: save_file(tensors, path, metadata))
     if ema is not None:
-        save_file(contiguous_state(ema), str(tmp / "ema.safetensors"), metadata)
+        ema_tensors = contiguous_state(ema)
+        atomic_write(tmp / "ema.safetensors", lambda path: save_file(ema_tensors, path, metadata))
     torch.save(state, tmp / "state.pt")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+    with open(tmp / "state.pt", "rb") as fh:  # atomic_write synced the others
+        os.fsync(fh.fileno())
     _swap(tmp, final, old)
     return final
 
@@ -102,11 +109,30 @@ def copy_checkpoint(run_dir: Path, src: str, dst: str) -> Path:
 
 
 def _swap(tmp: Path, final: Path, old: Path) -> None:
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
+    """Rename the complete `tmp` to `final`; at every point `final` or `old` is complete."""
+    _fsync_dir(tmp)
+    if final.exists():  # `old` is an outdated copy (or a half-deleted one): drop it
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
+    # else a crash moved `final` away and `old` is the only complete checkpoint: keep it
     os.replace(tmp, final)
+    _fsync_dir(final.parent)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames and new entries in `path` durable (a no-op where directories cannot be
+    opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def find_checkpoint(run_dir: Path, tag: str = "last") -> Path | None:
@@ -118,10 +144,77 @@ def find_checkpoint(run_dir: Path, tag: str = "last") -> Path | None:
 
 
 def load_state(ckpt_dir: Path) -> dict:
-    state = torch.load(Path(ckpt_dir) / "state.pt", map_location="cpu", weights_only=True)
+    """The training state of a checkpoint dir; CheckpointError naming the file if unreadable."""
+    path = Path(ckpt_dir) / "state.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # zip, pickle and weights-only errors of torch.load
+        raise CheckpointError(f"{path}: corrupt or truncated ({_reason(err)})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ConfigError(f"{ckpt_dir}/state.pt is not a lightnets training state")
+        raise CheckpointError(f"{path}: not a lightnets training state")
     return state
+
+
+def load_model_weights(ckpt_dir: Path, file: str = "model.safetensors") -> dict[str, Tensor]:
+    """The tensors of a checkpoint's weights file; CheckpointError naming it if unreadable."""
+    from safetensors.torch import load_file
+
+    path = Path(ckpt_dir) / file
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # SafetensorError for a cut or garbled header
+        raise CheckpointError(f"{path}: corrupt or truncated ({_reason(err)})") from None
+
+
+def _reason(err: BaseException) -> str:
+    """The gist of a load error in a few words. torch.load's message for a file its safe
+    unpickler rejects advises retrying with weights_only=False, i.e. running whatever code the
+    file holds: never pass that on for a file that may come from anywhere."""
+    text = str(err)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    first = text.strip().split("\n")[0].split(". ")[0].strip().rstrip(".")
+    if not first or "weights_only" in first:
+        first = type(err).__name__
+    return first[:200]
+
+
+RESUME_ORDER = ("last", ".last.old", "best", ".best.old")
+
+
+def resume_checkpoint(run_dir: Path) -> tuple[Path, dict, dict, list[str]]:
+    """(dir, state, model weights, notes) of the newest intact checkpoint of `run_dir`.
+
+    `last/` normally; if it is truncated or corrupt, `.last.old` (left by a crash during a save),
+    else `best/`, and `notes` says which file was skipped and why. CheckpointError if none of
+    them loads, FileNotFoundError if the run has no checkpoint at all.
+    """
+    problems = []
+    for name in RESUME_ORDER:
+        candidate = Path(run_dir) / name
+        if not candidate.is_dir():
+            continue
+        try:
+            state = load_state(candidate)
+            tensors = load_model_weights(candidate)  # the EMA resumes from state.pt
+        except (CheckpointError, FileNotFoundError) as err:
+            problems.append(str(err))
+            continue
+        notes = [
+            f"{p}; resuming from {candidate} (epoch {state['epoch']}, step "
+            f"{state['global_step']}) instead"
+            for p in problems[:1]
+        ]
+        return candidate, state, tensors, notes + problems[1:]
+    if not problems:
+        raise FileNotFoundError(f"--resume {run_dir}: no checkpoint in last/")
+    raise CheckpointError(
+        f"{problems[0]}; no intact earlier checkpoint (.last.old, best/) to resume from"
+    )
 
 
 def read_weights(path: str | os.PathLike, prefer_ema: bool = True):
@@ -161,3 +254,61 @@ def checkpoint_metadata(config: dict, class_names: list[str], epoch: int, step: 
         "epoch": str(epoch),
         "step": str(step),
     }
+
+
+# --- a training run's checkpoints (`run` is a lightnets.train.loop.Run)
+
+
+def training_state(run) -> dict:
+    """Everything besides the weights that a resume needs, as weights_only-loadable values."""
+    p = run.progress
+    return {
+        "format": STATE_FORMAT,
+        "epoch": p.epoch,
+        "step_in_epoch": p.step_in_epoch,
+        "global_step": p.global_step,
+        "best_metric": p.best_metric,
+        "best_epoch": p.best_epoch,
+        "history": p.history,
+        "running": p.running,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "scaler": run.scaler.state_dict(),
+        "rng": rng_state(),
+        "config": run.cfg.to_dict(),
+        "class_names": run.class_names,
+    }
+
+
+def save_run(run, best: bool) -> None:
+    """Rank 0 writes RUN/last (and copies it to RUN/best); other ranks do nothing."""
+    if not run.dist.is_main:
+        return
+    p = run.progress
+    meta = checkpoint_metadata(run.cfg.to_dict(), run.class_names, p.epoch, p.global_step)
+    ema = run.ema.module if run.ema is not None else None
+    save_checkpoint(run.run_dir, "last", run.model, ema, training_state(run), meta)
+    if best:
+        copy_checkpoint(run.run_dir, "last", "best")
+
+
+def restore(run, state: dict, tensors: dict[str, Tensor]) -> None:
+    """Load a checkpoint's weights and state (from `resume_checkpoint`) into a freshly built run."""
+    if state["class_names"] != run.class_names:
+        raise ConfigError(
+            f"--resume: the checkpoint has {len(state['class_names'])} classes "
+            f"{state['class_names'][:5]}..., the data {len(run.class_names)}"
+        )
+    unwrap(run.model).load_state_dict(tensors)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    p = run.progress
+    p.epoch, p.step_in_epoch = state["epoch"], state["step_in_epoch"]
+    p.global_step = state["global_step"]
+    p.best_metric, p.best_epoch = state["best_metric"], state["best_epoch"]
+    p.history, p.running = list(state["history"]), dict(state["running"])
+    set_rng_state(state["rng"])  # last: building the run drew random numbers

@@ -208,6 +208,8 @@ def _coerce(values: dict, where: str) -> dict:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UnknownNameError(f"{where}: unknown key {raw_key!r}{hint}")
         kind = _base_type(hints[key])
+        if value is None and type(None) not in typing.get_args(hints[key]):
+            raise ConfigError(f"{where}: {key} must be {kind.__name__}, got null")
         if value is None or kind is str and isinstance(value, str):
             out[key] = value
         elif kind is tuple and isinstance(value, (list, tuple)) and len(value) == 2:
@@ -324,17 +326,42 @@ def resolve_config(flags: dict, preset: dict | None = None) -> TrainConfig:
     return TrainConfig.from_dict(values, "flags")
 
 
+def _absolute(key: str, value, dataset: str = "auto"):
+    """`value` of a path field as an absolute path; names (digits, bundled recipes) unchanged."""
+    if value is None:
+        return None
+    if key == "data" and (dataset == "digits" or (value == "digits" and dataset == "auto")):
+        return value
+    if key == "recipe" and not Path(value).suffix:
+        return value
+    return os.path.abspath(os.path.expanduser(value))
+
+
+PATH_FIELDS = ("data", "pretrained", "recipe", "run_dir", "resume")
+
+
+def absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with its file and directory fields absolute: a saved run resumes from any directory."""
+    updates = {k: _absolute(k, getattr(cfg, k), cfg.dataset) for k in PATH_FIELDS}
+    return dataclasses.replace(cfg, **updates)
+
+
 def resume_config(run_dir: str | os.PathLike, flags: dict) -> TrainConfig:
     """The saved config of `run_dir`, with only the flags that keep the run the same applied."""
+    run_dir = os.path.abspath(os.path.expanduser(run_dir))
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"--resume {run_dir}: no config.json (not a lightnets run dir)")
     saved = TrainConfig.from_dict(json.loads(path.read_text()), str(path))
+
+    def given(k, v):  # a flag's value as the saved config stores it
+        v = tuple(v) if isinstance(v, list) else v
+        return _absolute(k, v, flags.get("dataset", saved.dataset)) if k in PATH_FIELDS else v
+
     changed = sorted(
         k
         for k, v in flags.items()
-        if k not in RESUME_OVERRIDES
-        and (tuple(v) if isinstance(v, list) else v) != getattr(saved, k)
+        if k not in RESUME_OVERRIDES and given(k, v) != getattr(saved, k)
     )
     if changed:
         raise ConfigError(
@@ -343,5 +370,5 @@ def resume_config(run_dir: str | os.PathLike, flags: dict) -> TrainConfig:
             f"checkpoint-every)"
         )
     updates = {k: v for k, v in flags.items() if k in RESUME_OVERRIDES}
-    updates.update(resume=str(run_dir), run_dir=str(run_dir))
-    return dataclasses.replace(saved, **updates)
+    updates.update(resume=run_dir, run_dir=run_dir)
+    return absolute_paths(dataclasses.replace(saved, **updates))

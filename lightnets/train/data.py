@@ -1,7 +1,6 @@
 """Datasets for `lightnets train`: image folders, CIFAR-10/100 (python pickles) and `digits`.
 
-Nothing is downloaded. `digits` is scikit-learn's 8x8 handwritten digits (1,797 images, shipped
-with the package), upsampled to 32x32 so that `lightnets train` runs with no data at all.
+The array datasets (digits, CIFAR) live in datasets.py; nothing is downloaded.
 
 Samples are addressed by (epoch, index) keys from `EpochBatchSampler`, so each sample's
 augmentation is seeded by (seed, epoch, index) and a run resumed mid-epoch sees exactly the
@@ -10,9 +9,7 @@ batches it would have seen. Unreadable images are skipped and reported, or with 
 
 from __future__ import annotations
 
-import functools
 import os
-import pickle
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from lightnets.errors import ConfigError, MissingDependencyError
+from lightnets.errors import ConfigError
+from lightnets.train.datasets import cifar_root, load_cifar, load_digits, read_cifar_names
 from lightnets.train.transforms import to_uint8_tensor
 
 IMAGE_EXTENSIONS = (
@@ -66,9 +64,9 @@ def detect_format(data: str, dataset: str = "auto") -> str:
     root = Path(data)
     if not root.is_dir():
         raise FileNotFoundError(f"--data {data!r}: no such directory (or use --data digits)")
-    if _cifar_root(root, "cifar10"):
+    if cifar_root(root, "cifar10"):
         return "cifar10"
-    if _cifar_root(root, "cifar100"):
+    if cifar_root(root, "cifar100"):
         return "cifar100"
     return "folder"
 
@@ -217,18 +215,40 @@ def make_loader(
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(seed),
         pin_memory=torch.cuda.is_available(),
-        worker_init_fn=_ignore_sigint,
+        worker_init_fn=_ignore_stop_signals,
     )
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group; only the main process should react (checkpoint)
+def _ignore_stop_signals(worker_id: int) -> None:
+    # Ctrl-C, and the SIGTERM of SLURM / systemd / `kill -- -PGID`, reach the whole process group;
+    # only the main process reacts (finishes the step, checkpoints, then shuts the workers down).
+    # A worker killed by them would make the DataLoader raise before anything is saved.
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # --- formats
+
+
+def class_names(data: str, fmt: str) -> list[str]:
+    """The class names of the data at `data`, from its layout only (no image is read).
+
+    Fails like `open_splits` would (missing train/, no class folders, no CIFAR files), so that a
+    wrong --data is reported before any slow work.
+    """
+    if fmt == "digits":
+        return [str(i) for i in range(10)]
+    if fmt in ("cifar10", "cifar100"):
+        root = cifar_root(Path(data), fmt)
+        if root is None:
+            raise FileNotFoundError(f"--data {data}: no {fmt} python-pickle files found")
+        return read_cifar_names(root, fmt)
+    train_dir = Path(data) / "train"
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"--data {data}: expected {train_dir}/<class>/<images>")
+    return class_dirs(train_dir)
 
 
 def open_splits(
@@ -254,7 +274,7 @@ def open_splits(
             names,
         )
     if fmt in ("cifar10", "cifar100"):
-        root = _cifar_root(Path(data), fmt)
+        root = cifar_root(Path(data), fmt)
         if root is None:
             raise FileNotFoundError(f"--data {data}: no {fmt} python-pickle files found")
         (xtr, ytr), (xva, yva), names = load_cifar(root, fmt)
@@ -341,92 +361,3 @@ def stratified_split(labels: np.ndarray, val_share: float, seed: int = 0):
         val.extend(idx[:k])
         train.extend(idx[k:])
     return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
-
-
-@functools.lru_cache(maxsize=2)
-def load_digits(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's digits as (1797, size, size) uint8 images (bilinear upsampling) and labels."""
-    try:
-        from sklearn.datasets import load_digits as sk_digits
-    except ImportError:
-        raise MissingDependencyError(
-            "the digits dataset needs scikit-learn: pip install lightnets[train]"
-        ) from None
-    from PIL import Image
-
-    bunch = sk_digits()
-    small = (bunch.images * (255 / 16)).round().astype(np.uint8)
-    big = np.stack(
-        [
-            np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR))
-            for im in small
-        ]
-    )
-    big.flags.writeable = False  # cached: shared by every caller
-    return big, bunch.target.astype(np.int64)
-
-
-# --- CIFAR: python pickles, read with an unpickler that only rebuilds numpy arrays
-
-_CIFAR_FILES = {
-    "cifar10": (
-        ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"],
-        ["test_batch"],
-        "batches.meta",
-        b"labels",
-        b"label_names",
-        "cifar-10-batches-py",
-    ),
-    "cifar100": (
-        ["train"],
-        ["test"],
-        "meta",
-        b"fine_labels",
-        b"fine_label_names",
-        "cifar-100-python",
-    ),
-}
-
-
-def _cifar_root(root: Path, fmt: str) -> Path | None:
-    train, _, meta, _, _, sub = _CIFAR_FILES[fmt]
-    for candidate in (root, root / sub):
-        if (candidate / meta).is_file() and (candidate / train[0]).is_file():
-            return candidate
-    return None
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays and plain containers only: a pickle cannot run other code."""
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 store bytes
-    }
-
-    def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise ConfigError(f"refusing to unpickle {module}.{name} (only numpy arrays are allowed)")
-
-
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return _ArrayUnpickler(f, encoding="bytes").load()
-
-
-def load_cifar(root: Path, fmt: str):
-    train_files, test_files, meta, label_key, names_key, _ = _CIFAR_FILES[fmt]
-
-    def read(files):
-        parts = [_unpickle(root / f) for f in files]
-        x = np.concatenate([np.asarray(p[b"data"], dtype=np.uint8) for p in parts])
-        y = np.concatenate([np.asarray(p[label_key], dtype=np.int64) for p in parts])
-        return x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), y
-
-    raw_names = _unpickle(root / meta)[names_key]
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in raw_names]
-    return read(train_files), read(test_files), names

@@ -88,6 +88,17 @@ def all_reduce(tensor: torch.Tensor, op=dist.ReduceOp.SUM) -> torch.Tensor:
     return tensor
 
 
+def reduce_values(values: list[float], device: torch.device, op=dist.ReduceOp.SUM) -> list[float]:
+    """`values` reduced over ranks, as Python floats; unchanged when not distributed.
+
+    The tensor is made on this rank's `device`: NCCL reduces CUDA tensors only, and gloo any.
+    """
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return [float(v) for v in values]
+    dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    return all_reduce(torch.tensor(values, dtype=dtype, device=device), op).tolist()
+
+
 def barrier() -> None:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()

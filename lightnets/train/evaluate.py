@@ -1,68 +1,105 @@
-"""`lightnets eval`: top-1/top-5, per-class accuracy, confusion matrix and images/s of a checkpoint.
+"""Evaluation of a classifier on labelled images: the library behind `lightnets eval` and the
+per-epoch validation of `lightnets train`.
 
-    lightnets eval --checkpoint runs/mixnet_s-flowers-20250101-120000 [--data DIR] [--json]
-
-The checkpoint (a run dir, a checkpoint dir or a .safetensors file) carries the training config
-and class names, so the model, preprocessing and data default to those of the run. A weights file
-without that metadata needs --model and --data.
+`evaluate` runs a model over a loader (loss, top-1, top-5, images/s, optional confusion matrix,
+summed over ranks); `eval_dataset` opens the labelled images of a run's data or of a folder;
+`plot_confusion` draws the matrix. Nothing here parses arguments or prints.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import sys
+import contextlib
+import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from lightnets.checkpoints import Preprocessing
 from lightnets.errors import ConfigError
-from lightnets.train import checkpoint as ckpt
+from lightnets.files import atomic_write
 from lightnets.train import data as data_mod
 from lightnets.train.config import TrainConfig
-from lightnets.train.loop import evaluate
-from lightnets.train.transforms import eval_transform
+from lightnets.train.distributed import all_reduce
+from lightnets.train.transforms import eval_transform, normalize
 
 
-def load_for_inference(
-    checkpoint: str,
-    model_name: str | None = None,
-    device: str = "cpu",
-    prefer_ema: bool = True,
-    workers: int = 0,
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader,
+    *,
+    device,
+    mean,
+    std,
+    num_classes: int,
+    amp_dtype=None,
+    channels_last=False,
+    confusion=False,
+) -> dict:
+    """loss, top-1, top-5 (%), images/s over this rank's shard, summed over ranks.
+
+    The sums stay on `device` (no host sync per batch; NCCL reduces CUDA tensors only). With
+    `confusion`, also the (true, predicted) count matrix (single process).
+    """
+    model.eval()
+    device = torch.device(device)
+    dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    sums = torch.zeros(4, dtype=dtype, device=device)  # loss, top1, top5, n
+    matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64) if confusion else None
+    skipped: list[str] = []
+    k = min(5, num_classes)
+    autocast = _autocast(device, amp_dtype)
+    start = time.perf_counter()
+    for x, y, bad in loader:
+        skipped += bad
+        if not len(y):
+            continue
+        x = normalize(x.to(device), mean, std)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = y.to(device)
+        with autocast:
+            logits = model(x).float()
+        top = logits.topk(k, dim=1).indices
+        sums[0] += F.cross_entropy(logits, y, reduction="sum")
+        sums[1] += (top[:, 0] == y).sum()
+        sums[2] += (top == y[:, None]).any(1).sum()
+        sums[3] += len(y)
+        if matrix is not None:
+            matrix += _confusion(y.cpu(), top[:, 0].cpu(), num_classes)
+    loss, top1, top5, images = all_reduce(sums).tolist()
+    elapsed = time.perf_counter() - start  # after .tolist(): the device has finished
+    n = max(images, 1.0)
+    out = {
+        "loss": loss / n,
+        "top1": 100 * top1 / n,
+        "top5": 100 * top5 / n,
+        "images": int(images),
+        "images_per_s": images / max(elapsed, 1e-9),
+        "skipped": skipped,
+    }
+    if matrix is not None:
+        out["confusion"] = matrix
+    return out
+
+
+def _autocast(device: torch.device, amp_dtype):
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=amp_dtype)
+
+
+def _confusion(true, predicted, num_classes: int):
+    """(true, predicted) count matrix of one batch."""
+    counts = torch.bincount(true * num_classes + predicted, minlength=num_classes**2)
+    return counts.reshape(num_classes, num_classes)
+
+
+def eval_dataset(
+    cfg: TrainConfig, data: str, class_names: list[str], pre: Preprocessing, strict: bool
 ):
-    """(model in eval mode, TrainConfig, class names, preprocessing) from a checkpoint."""
-    from lightnets.checkpoints import build_model, preprocessing
-
-    tensors, meta = ckpt.read_weights(checkpoint, prefer_ema)
-    saved = json.loads(meta["config"]) if "config" in meta else {}
-    class_names = json.loads(meta["class_names"]) if "class_names" in meta else None
-    if model_name is None and "model" not in saved:
-        raise ConfigError(f"--checkpoint {checkpoint} carries no config; pass --model NAME")
-    cfg = TrainConfig.from_dict(saved, f"{checkpoint} config")
-    cfg = dataclasses.replace(cfg, pretrained=None, model=model_name or cfg.model)
-    if class_names is None:
-        head = tensors.get("classifier.weight")
-        n = head.shape[0] if head is not None else (cfg.num_classes or 1000)
-        class_names = [str(i) for i in range(n)]
-    import lightnets
-
-    pre = preprocessing(cfg, lightnets.model_card(cfg.model))
-    model = build_model(cfg, cfg.num_classes or len(class_names), pre.img_size)
-    lightnets.load_weights(model, tensors)
-    from lightnets.train.distributed import pick_device
-
-    dev = pick_device(device)
-    if dev.type == "cpu":
-        from lightnets.train.distributed import cpu_threads
-
-        torch.set_num_threads(cpu_threads(0, workers))
-    model = model.to(dev).eval()
-    return model, cfg, class_names, pre
-
-
-def eval_dataset(cfg: TrainConfig, data: str, class_names: list[str], pre: dict, strict: bool):
     """Labelled images to evaluate: DIR/val (or DIR itself), or the val split of digits/CIFAR."""
     mode = "L" if cfg.in_chans == 1 else "RGB"
     transform = eval_transform(pre.img_size, pre.crop_pct)
@@ -130,89 +167,6 @@ def plot_confusion(matrix: torch.Tensor, class_names: list[str], path: Path) -> 
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.tight_layout()
-    ckpt.atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lightnets eval", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="run dir, checkpoint dir or .safetensors")
-    p.add_argument("--data", help="labelled images (default: the run's data)")
-    p.add_argument("--model", help="model name (default: the run's)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
-    p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
-    p.add_argument("--out", help="directory for confusion.png (default: next to the weights)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.workers < 0:
-        raise ConfigError("--batch-size must be >= 1 and --workers >= 0")
-    model, cfg, class_names, pre = load_for_inference(
-        args.checkpoint, args.model, args.device, not args.no_ema, args.workers
-    )
-    dataset, skipped = eval_dataset(cfg, args.data or cfg.data, class_names, pre, args.strict)
-    loader = data_mod.make_loader(
-        dataset, args.batch_size, train=False, seed=0, workers=args.workers
-    )
-    device = next(model.parameters()).device
-    mean = torch.tensor(pre.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(pre.std, device=device).view(1, -1, 1, 1)
-    res = evaluate(
-        model,
-        loader,
-        device=device,
-        mean=mean,
-        std=std,
-        num_classes=len(class_names),
-        confusion=True,
-    )
-    matrix = res.pop("confusion")
-    per_class = {
-        name: (100 * float(matrix[i, i]) / float(matrix[i].sum()) if matrix[i].sum() else None)
-        for i, name in enumerate(class_names)
-    }
-    skipped = skipped + res.pop("skipped")
-    out_dir = Path(args.out) if args.out else _default_out(args.checkpoint)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    note = plot_confusion(matrix, class_names, out_dir / "confusion.png")
-    result = {
-        "model": cfg.model,
-        "checkpoint": args.checkpoint,
-        **res,
-        "per_class": per_class,
-        "confusion": matrix.tolist(),
-        "skipped": skipped,
-        "confusion_png": None if note else str(out_dir / "confusion.png"),
-    }
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
-        print(
-            f"{cfg.model}: top-1 {res['top1']:.2f}%  top-5 {res['top5']:.2f}%  loss "
-            f"{res['loss']:.4f}  on {res['images']} images  {res['images_per_s']:.0f} img/s"
-        )
-        width = max(map(len, class_names))
-        for name, acc in per_class.items():
-            print(f"  {name:<{width}}  {'-' if acc is None else f'{acc:6.2f}%'}")
-        if not note:
-            print(f"confusion matrix: {out_dir / 'confusion.png'}")
-    if note:
-        print(note, file=sys.stderr)
-    if skipped:
-        print(
-            f"skipped {len(skipped)} unreadable image(s): " + "; ".join(skipped[:5]),
-            file=sys.stderr,
-        )
-    return 0
-
-
-def _default_out(checkpoint: str) -> Path:
-    path = Path(checkpoint)
-    return path if path.is_dir() else path.parent

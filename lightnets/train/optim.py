@@ -20,10 +20,16 @@ NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict]:
-    """Two groups: decayed weights, and norm / bias / depthwise weights without decay."""
+    """Two groups: decayed weights, and norm / bias / depthwise weights without decay.
+
+    Depthwise: nn.Conv2d with one input channel per group, and VGNet's SharedDepthwiseConv2d
+    (one kernel set tiled over channel groups, a plain Parameter rather than a conv module).
+    """
+    from lightnets.blocks import SharedDepthwiseConv2d
+
     decay, no_decay, seen = [], [], set()
     for module in model.modules():
-        depthwise = (
+        depthwise = isinstance(module, SharedDepthwiseConv2d) or (
             isinstance(module, nn.Conv2d)
             and module.groups > 1
             and (module.groups == module.in_channels)
