@@ -58,8 +58,8 @@ def _read_with_where(source, sha256):
                 f"{path}: sha256 {digest[:16]}... does not match {sha256[:16]}..."
             )
     if path.suffix == ".safetensors" or _is_safetensors(path):
-        return _read_safetensors(path), str(path)
-    return _torch_load(path), str(path)
+        return read_safetensors(path), str(path)
+    return torch_load_safely(path), str(path)
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -69,7 +69,7 @@ def _is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict]:
+def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict]:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -79,7 +79,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict]:
         raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({err})") from None
 
 
-def _torch_load(path: Path):
+def torch_load_safely(path: Path):
     """torch.load with weights_only=True and an error that never suggests unpickling the file."""
     try:
         with warnings.catch_warnings():

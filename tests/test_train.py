@@ -788,7 +788,11 @@ def test_corrupt_checkpoint_falls_back_or_fails_in_one_line(tmp_path, capsys):
     result = train(resume_config(run, {"resume": str(run)}), model=Tiny())
     err = capsys.readouterr().err
     assert len(result.history) == 2, err
-    assert f"{run / 'last' / 'state.pt'}: corrupt" in err and f"resuming from {run / 'best'}" in err
+    assert (
+        f"{run / 'last' / 'state.pt'}: " in err
+        and "corrupt" in err
+        and f"resuming from {run / 'best'}" in err
+    )
     assert "weights_only" not in err
     # nothing intact: one line naming the file, before any work
     for tag in ("last", "best"):

@@ -145,13 +145,12 @@ def find_checkpoint(run_dir: Path, tag: str = "last") -> Path | None:
 
 def load_state(ckpt_dir: Path) -> dict:
     """The training state of a checkpoint dir; CheckpointError naming the file if unreadable."""
+    from lightnets.weights import torch_load_safely
+
     path = Path(ckpt_dir) / "state.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # zip, pickle and weights-only errors of torch.load
-        raise CheckpointError(f"{path}: corrupt or truncated ({_reason(err)})") from None
+    state = torch_load_safely(path)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not a lightnets training state")
     return state
@@ -159,28 +158,12 @@ def load_state(ckpt_dir: Path) -> dict:
 
 def load_model_weights(ckpt_dir: Path, file: str = "model.safetensors") -> dict[str, Tensor]:
     """The tensors of a checkpoint's weights file; CheckpointError naming it if unreadable."""
-    from safetensors.torch import load_file
+    from lightnets.weights import read_safetensors
 
     path = Path(ckpt_dir) / file
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    try:
-        return load_file(str(path))
-    except Exception as err:  # SafetensorError for a cut or garbled header
-        raise CheckpointError(f"{path}: corrupt or truncated ({_reason(err)})") from None
-
-
-def _reason(err: BaseException) -> str:
-    """The gist of a load error in a few words. torch.load's message for a file its safe
-    unpickler rejects advises retrying with weights_only=False, i.e. running whatever code the
-    file holds: never pass that on for a file that may come from anywhere."""
-    text = str(err)
-    if "WeightsUnpickler error:" in text:
-        text = text.split("WeightsUnpickler error:", 1)[1]
-    first = text.strip().split("\n")[0].split(". ")[0].strip().rstrip(".")
-    if not first or "weights_only" in first:
-        first = type(err).__name__
-    return first[:200]
+    return read_safetensors(path)[0]
 
 
 RESUME_ORDER = ("last", ".last.old", "best", ".best.old")
@@ -215,35 +198,6 @@ def resume_checkpoint(run_dir: Path) -> tuple[Path, dict, dict, list[str]]:
     raise CheckpointError(
         f"{problems[0]}; no intact earlier checkpoint (.last.old, best/) to resume from"
     )
-
-
-def read_weights(path: str | os.PathLike, prefer_ema: bool = True):
-    """(state_dict, metadata) from a .safetensors file, a checkpoint dir or a run dir.
-
-    A run dir resolves to best/ (else last/); a checkpoint dir to its EMA weights when present
-    and `prefer_ema`, else model.safetensors.
-    """
-    from safetensors import safe_open
-
-    path = Path(path)
-    if path.is_dir():
-        for tag in ("best", "last"):
-            found = find_checkpoint(path, tag)
-            if found is not None:
-                path = found
-                break
-        ema, plain = path / "ema.safetensors", path / "model.safetensors"
-        path = ema if prefer_ema and ema.is_file() else plain
-    if not path.is_file():
-        raise FileNotFoundError(f"--checkpoint: no weights at {path}")
-    if path.suffix != ".safetensors":
-        from lightnets.weights import read_state_dict
-
-        return read_state_dict(path), {}
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    return tensors, metadata
 
 
 def checkpoint_metadata(config: dict, class_names: list[str], epoch: int, step: int) -> dict:
