@@ -19,7 +19,7 @@ from lightnets.blocks import InvertedResidual
 from lightnets.cli import main as cli
 from lightnets.deploy import reparameterize
 from lightnets.deploy.onnx import relative_error
-from lightnets.layers import ConvNormAct, MixConv2d, mixconv
+from lightnets.layers import ConvNormAct, MixConv2d
 from lightnets.registry import model_builder
 
 MODELS = lightnets.list_models()
@@ -137,41 +137,6 @@ def test_merged_rejects_a_config_it_cannot_reproduce():
     torch.testing.assert_close(auto(x), split(x))
     with pytest.raises(ValueError, match="impl"):
         MixConv2d(8, 8, (3, 5), impl="fast")
-
-
-def test_auto_times_once_per_device_and_shape_and_caches(monkeypatch):
-    calls = []
-
-    def fake_timer(layer, x, grad):
-        calls.append((tuple(x.shape), grad))
-        return "merged"
-
-    monkeypatch.setattr(mixconv, "_time_impls", fake_timer)
-    monkeypatch.setattr(mixconv, "_AUTO_CHOICES", {})
-    torch.manual_seed(0)
-    a, b = MixConv2d(16, 16, (3, 5), impl="auto"), MixConv2d(16, 16, (3, 5), impl="auto")
-    reference = MixConv2d(16, 16, (3, 5))
-    reference.load_state_dict(a.state_dict())
-    x = torch.randn(2, 16, 8, 8)
-    for _ in range(2):
-        torch.testing.assert_close(a(x), reference(x))
-    b(x)  # an identical layer shares the measurement
-    with torch.no_grad():
-        a(x)  # inference is timed apart from training (no backward)
-    a(torch.randn(2, 16, 12, 12))
-    assert calls == [((2, 16, 8, 8), True), ((2, 16, 8, 8), False), ((2, 16, 12, 12), True)]
-
-
-def test_auto_measures_for_real_and_picks_an_impl():
-    torch.manual_seed(0)
-    conv = MixConv2d(16, 16, (3, 5, 7, 9), impl="auto")
-    x = torch.randn(1, 16, 12, 12)
-    with torch.no_grad():
-        out = conv(x)
-    assert conv._last_choice in ("split", "merged")
-    split = MixConv2d(16, 16, (3, 5, 7, 9))
-    split.load_state_dict(conv.state_dict())
-    torch.testing.assert_close(out, split(x), rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------ reparameterize: blocks

@@ -128,6 +128,45 @@ def test_shapes_odd_sizes_and_strides(stride, size):
     assert InvertedResidual(12, 12, stride, 3, (3, 5))(x).shape == (2, 12, out, out)
 
 
+def test_mixconv_auto_is_a_rule_on_the_layer_arguments():
+    from lightnets.layers import mixconv
+
+    # no module-level cache that earlier layers or inputs could fill
+    state = [
+        n
+        for n, v in vars(mixconv).items()
+        if isinstance(v, (dict, list, set)) and not n.startswith("__")
+    ]
+    assert state == []
+    # merged exactly where it adds no MACs: one kernel size, or equal groups of a split 1x1
+    assert MixConv2d(16, 16, (3, 5), impl="auto").chosen_impl == "split"
+    assert MixConv2d(16, 16, (3, 3), impl="auto").chosen_impl == "merged"
+    assert MixConv2d(16, 32, (1, 1), depthwise=False, impl="auto").chosen_impl == "merged"
+    assert MixConv2d(17, 32, (1, 1), depthwise=False, impl="auto").chosen_impl == "split"
+    assert MixConv2d(8, 8, (1, 3), 2, padding="tf_same", impl="auto").chosen_impl == "split"
+
+
+def test_mixconv_auto_choice_and_graph_do_not_depend_on_what_ran_before():
+    def graph(layer):
+        return [str(n.target) for n in torch.fx.symbolic_trace(layer).graph.nodes]
+
+    for config in [(16, 16, (3, 5)), (16, 16, (3, 3)), (24, 24, (3, 5, 7), 2)]:
+        fresh = MixConv2d(*config, impl="auto")
+        used = MixConv2d(*config, impl="auto")
+        for size in (7, 12):  # shapes and grad modes that a timing rule would key on
+            used(torch.randn(2, config[0], size, size)).sum().backward()
+            with torch.no_grad():
+                used(torch.randn(1, config[0], size, size))
+        assert used.chosen_impl == fresh.chosen_impl == fresh.auto_impl()
+        assert graph(used) == graph(fresh)
+    torch.manual_seed(0)
+    auto = MixConv2d(16, 16, (3, 3), impl="auto")
+    split = MixConv2d(16, 16, (3, 3))
+    split.load_state_dict(auto.state_dict())
+    x = torch.randn(2, 16, 9, 9)
+    torch.testing.assert_close(auto(x), split(x))
+
+
 # ------------------------------------------------------------ other convs
 
 
@@ -149,7 +188,6 @@ def test_depthwise_separable_params_closed_form():
 
 def test_depthwise_separable_equals_plain_composition():
     torch.manual_seed(0)
-    block = DepthwiseSeparableConv2d(8, 8, kernels=(3,), residual=True, pw_act=False).eval()
     ref = nn.Sequential(
         nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
         nn.BatchNorm2d(8),
@@ -157,7 +195,16 @@ def test_depthwise_separable_equals_plain_composition():
         nn.Conv2d(8, 8, 1, bias=False),
         nn.BatchNorm2d(8),
     ).eval()
-    ref.load_state_dict(dict(zip(ref.state_dict(), block.state_dict().values())))
+    for bn in (ref[1], ref[4]):  # statistics far from identity, so a missing BN shows
+        bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-1, 1)
+    names = {"0": "dw.conv.convs.0", "1": "dw.bn", "3": "pw.conv", "4": "pw.bn"}
+    state = {}
+    for key, value in ref.state_dict().items():
+        index, _, leaf = key.partition(".")
+        state[f"{names[index]}.{leaf}"] = value
+    block = DepthwiseSeparableConv2d(8, 8, kernels=(3,), residual=True, pw_act=False).eval()
+    block.load_state_dict(state, strict=True)  # both BNs, with exactly these names
     x = torch.randn(2, 8, 10, 10)
     torch.testing.assert_close(block(x), x + ref(x))
 

@@ -70,6 +70,19 @@ def test_tf_variants_pad_like_tensorflow_and_use_tf_batchnorm():
         assert torch.equal(pt.stem.conv(x)[..., 0, :], pt.stem.conv(y)[..., 0, :])
 
 
+def test_reparam_report_counts_the_mixed_convs_it_merged():
+    from lightnets.deploy import reparameterize
+    from lightnets.layers import MixConv2d
+
+    model = lightnets.create_model("mixnet_s")
+    report = reparameterize(model).reparam_report
+    mixed = {n for n, m in model.named_modules() if isinstance(m, MixConv2d) and len(m.convs) > 1}
+    assert report.merged_convs and set(report.merged_convs) == mixed - set(report.kept_split)
+    assert report.summary().startswith(f"merged {len(report.merged_convs)} mixed convs")
+    single = {n for n, m in model.named_modules() if isinstance(m, MixConv2d) and len(m.convs) == 1}
+    assert set(report.unwrapped) == single
+
+
 def test_se_reduces_from_the_block_input():
     # MixNet-M stage 3 block 0: input 40, expanded to 240, SE ratio 0.25 -> 10 channels
     block = lightnets.create_model("mixnet_m").stages[3][0]

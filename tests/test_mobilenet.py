@@ -218,6 +218,35 @@ def test_v3_se_width_comes_from_the_expanded_width():
     assert reduced == [24, 32, 32, 120, 168, 168, 240, 240]  # make_divisible(exp / 4, 8)
 
 
+def test_v3_custom_table_reports_the_strides_of_every_row():
+    from lightnets.models._common import FeatureExtractor
+    from lightnets.models.mobilenet_v3 import BneckRow, MobileNetV3
+
+    # stage 0 (width 16) halves the map in its second row, stage 1 (24) in its first
+    table = (
+        BneckRow(1, 16, 1, 16, (3,)),
+        BneckRow(1, 16, 2, 64, (3,)),
+        BneckRow(1, 24, 2, 72, (3,)),
+        BneckRow(1, 24, 1, 72, (3,)),
+    )
+    model = MobileNetV3(table, last_channels=96, head_channels=128, num_classes=5).eval()
+    assert [i["reduction"] for i in model.feature_info] == [4, 8, 8]
+    assert model.min_input == 8
+    backbone = FeatureExtractor(model, out_indices=[0, 1, 2])
+    with torch.no_grad():
+        maps = backbone(torch.randn(1, 3, 64, 64))
+    assert [m.shape[-1] for m in maps] == [64 // i["reduction"] for i in model.feature_info]
+
+
+def test_v3_reparam_report_merges_no_mixed_convs():
+    from lightnets.deploy import reparameterize
+
+    report = reparameterize(lightnets.create_model("mobilenet_v3_large_w100")).reparam_report
+    assert report.merged_convs == []  # every depthwise conv has one kernel size
+    assert report.summary().startswith("merged 0 mixed convs")
+    assert len(report.unwrapped) > 0
+
+
 # ------------------------------------------------------------------------------- common options
 
 

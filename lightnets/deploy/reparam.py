@@ -43,7 +43,8 @@ PRODUCERS = (nn.Conv2d, nn.Linear, MixConv2d, FixedDepthwiseConv2d)
 class ReparamReport:
     """What `reparameterize` changed; kept on the result as `model.reparam_report`."""
 
-    merged_convs: list[str] = field(default_factory=list)  # MixConv2d -> one conv
+    merged_convs: list[str] = field(default_factory=list)  # MixConv2d of 2+ groups -> one conv
+    unwrapped: list[str] = field(default_factory=list)  # 1-group MixConv2d -> its conv: no merge
     folded_norms: list[str] = field(default_factory=list)  # BN folded into a conv
     kept_norms: list[str] = field(default_factory=list)  # BN with no foldable neighbour
     kept_split: list[str] = field(default_factory=list)  # MixConv2d left as split convs
@@ -76,7 +77,8 @@ def reparameterize(model: nn.Module, *, merge_unequal: bool = False) -> nn.Modul
                     report.kept_split.append(name)
                 else:
                     _set_submodule(fused, name, merged)
-                    report.merged_convs.append(name)
+                    merges = len(module.convs) > 1
+                    (report.merged_convs if merges else report.unwrapped).append(name)
         folded = set()
         for producer_name, norm_name in after:
             producer = fused.get_submodule(producer_name)

@@ -1,14 +1,20 @@
-"""What every lightnets model shares: the outer structure, input checks, init and backbone mode.
+"""What every lightnets model shares: the stage builder, the outer structure, input checks, init
+and backbone mode.
 
-A model is `stem -> stages -> head -> pool -> dropout -> classifier`. Families build the four
-children and pass them to `LightNet.__init__`; everything else (forward_features / forward_head,
-`reset_classifier`, `features_only`, input validation) lives here once.
+A model is `stem -> stages -> head -> pool -> dropout -> classifier`. Families turn their table
+into stages with `build_stages` (one loop for every family: rows -> blocks -> stages, with each
+stage's width and stride recorded as it goes), build the stem and head, and pass them to
+`LightNet.__init__`, which derives the feature reductions and the minimum input from the strides.
+Everything else (forward_features / forward_head, `reset_classifier`, `features_only`, input
+validation) lives here once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -22,9 +28,12 @@ class LightNet(nn.Module):
     Args:
         stem, stages, head: modules; `stages` is an nn.Sequential of per-stage nn.Sequentials.
         stage_channels: output channels of each stage.
-        stage_strides: stride of each stage (its first block), after the stem's `stem_stride`.
+        stage_strides: total stride of each stage (the product over its blocks), after the stem's
+            `stem_stride`; `build_stages` records both lists.
         num_features: channels that reach the classifier (output of `head`).
-        min_input: smallest input side the model accepts (each stride-2 step must keep >= 1 pixel).
+        min_input: smallest input side the model accepts. Default: the total stride, so that every
+            stride-2 step keeps at least one pixel; pass it only where the geometry needs more
+            (unpadded convs, a head of fixed size).
     """
 
     def __init__(
@@ -40,7 +49,7 @@ class LightNet(nn.Module):
         stage_strides: Sequence[int],
         stem_stride: int,
         drop_rate: float = 0.0,
-        min_input: int = 32,
+        min_input: int | None = None,
         global_pool: bool = True,
     ):
         super().__init__()
@@ -55,7 +64,7 @@ class LightNet(nn.Module):
             r *= s
             reductions.append(r)
         self.stage_reductions = reductions
-        self.min_input = min_input
+        self.min_input = min_input if min_input is not None else r
         self.stem, self.stages, self.head = stem, stages, head
         self.pool = nn.AdaptiveAvgPool2d(1) if global_pool else nn.Identity()
         self.drop_rate = drop_rate
@@ -111,6 +120,110 @@ class LightNet(nn.Module):
             {"stage": i, "channels": c, "reduction": r}
             for i, (c, r) in enumerate(zip(self.stage_channels, self.stage_reductions))
         ]
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One stage of a table that is only (blocks, width, stride) per stage: ShuffleNet, VGNet."""
+
+    n: int  # blocks in this row; only the first uses stride s
+    out: int  # output channels
+    s: int  # stride of the first block
+
+    def __post_init__(self):
+        if self.n < 1 or self.out < 1 or self.s not in (1, 2):
+            raise ConfigError(f"bad row {self}")
+
+
+@dataclass(frozen=True)
+class BlockSite:
+    """Where `build_stages` puts a block: everything a family's block factory may need."""
+
+    in_channels: int
+    out_channels: int
+    stride: int  # the row's stride for its first block, 1 for the others
+    repeat: int  # index within the row (0: the row's first block)
+    index: int  # index over the whole network, from 0
+    total: int  # blocks in the network
+    stage: int  # index of the stage the block goes into
+
+    def drop_path(self, rate: float) -> float:
+        """Stochastic depth rising linearly with the block index, 0 for the first (TF, timm)."""
+        return rate * self.index / self.total
+
+
+@dataclass
+class Stages:
+    """What `build_stages` built: the stages and, per stage, its output width and total stride."""
+
+    modules: list[nn.Sequential]
+    channels: list[int]
+    strides: list[int]
+    out_channels: int  # the last block's output width
+
+    def add(self, stage: nn.Sequential, channels: int, stride: int = 1) -> None:
+        """Append a stage that is not made of table rows (MobileNetV3's final 1x1 conv)."""
+        self.modules.append(stage)
+        self.channels.append(channels)
+        self.strides.append(stride)
+        self.out_channels = channels
+
+    def sequential(self) -> nn.Sequential:
+        return nn.Sequential(*self.modules)
+
+
+def per_row(previous: Any, row: Any) -> bool:
+    """Every row is a stage (MobileNetV1/V2, Xception, ShuffleNet, VGNet)."""
+    return True
+
+
+def by_width(previous: Any, row: Any) -> bool:
+    """A new output width opens a stage (timm's `blocks.i` for MixNet, MobileNetV3)."""
+    return row.out != previous.out
+
+
+def by_stride(previous: Any, row: Any) -> bool:
+    """A stride-2 row opens a stage: one stage per resolution (MobileFaceNet)."""
+    return row.s != 1
+
+
+def build_stages(
+    rows: Sequence[Any],
+    in_channels: int,
+    make_block: Callable[[Any, BlockSite], nn.Module],
+    *,
+    opens_stage: Callable[[Any, Any], bool] = per_row,
+    width: Callable[[Any], int] = lambda row: row.out,
+) -> Stages:
+    """The stage loop of every family: each row gives `row.n` blocks, the first with stride `row.s`.
+
+    Args:
+        rows: table rows with at least `n` (blocks), `s` (stride of the first block) and what
+            `width` reads (default `row.out`).
+        in_channels: width of the stem's output.
+        make_block: `(row, site) -> block`; `site` has the block's in/out widths, stride and
+            position (see BlockSite).
+        opens_stage: `(previous_row, row) -> bool`, whether `row` starts a new stage.
+        width: a row's output width after the family's multiplier.
+    """
+    total, index = sum(row.n for row in rows), 0
+    stages: list[list[nn.Module]] = []
+    channels, strides = [], []
+    previous = None
+    for row in rows:
+        if previous is None or opens_stage(previous, row):
+            stages.append([])
+            channels.append(0)
+            strides.append(1)
+        out = width(row)
+        for repeat in range(row.n):
+            stride = row.s if repeat == 0 else 1
+            site = BlockSite(in_channels, out, stride, repeat, index, total, len(stages) - 1)
+            stages[-1].append(make_block(row, site))
+            strides[-1] *= stride
+            in_channels, index = out, index + 1
+        channels[-1], previous = out, row
+    return Stages([nn.Sequential(*blocks) for blocks in stages], channels, strides, in_channels)
 
 
 class FeatureExtractor(nn.Module):

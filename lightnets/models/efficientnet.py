@@ -16,15 +16,15 @@ from lightnets.registry import ModelCard, register_model
 
 # fmt: off
 # Table 1: MBConv1 k3 (16), MBConv6 k3 (24), k5 (40), k3 (80), k5 (112), k5 (192), k3 (320).
-#           n  out  s  e  k      pw      se    act
+#          n  out  s  e  k
 EFFICIENTNET_B0 = (
-    MixRow(1,  16, 1, 1, (3,), (1, 1), 0.25, "swish"),
-    MixRow(2,  24, 2, 6, (3,), (1, 1), 0.25, "swish"),
-    MixRow(2,  40, 2, 6, (5,), (1, 1), 0.25, "swish"),
-    MixRow(3,  80, 2, 6, (3,), (1, 1), 0.25, "swish"),
-    MixRow(3, 112, 1, 6, (5,), (1, 1), 0.25, "swish"),
-    MixRow(4, 192, 2, 6, (5,), (1, 1), 0.25, "swish"),
-    MixRow(1, 320, 1, 6, (3,), (1, 1), 0.25, "swish"),
+    MixRow(1,  16, 1, 1, (3,), pw=(1, 1), se=0.25, act="swish"),
+    MixRow(2,  24, 2, 6, (3,), pw=(1, 1), se=0.25, act="swish"),
+    MixRow(2,  40, 2, 6, (5,), pw=(1, 1), se=0.25, act="swish"),
+    MixRow(3,  80, 2, 6, (3,), pw=(1, 1), se=0.25, act="swish"),
+    MixRow(3, 112, 1, 6, (5,), pw=(1, 1), se=0.25, act="swish"),
+    MixRow(4, 192, 2, 6, (5,), pw=(1, 1), se=0.25, act="swish"),
+    MixRow(1, 320, 1, 6, (3,), pw=(1, 1), se=0.25, act="swish"),
 )
 # fmt: on
 

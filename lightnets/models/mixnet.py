@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, replace
 from functools import partial
 
 from torch import nn
@@ -27,7 +27,7 @@ from torch import nn
 from lightnets.blocks import InvertedResidual
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, get_act, make_divisible
-from lightnets.models._common import LightNet, init_weights
+from lightnets.models._common import BlockSite, LightNet, build_stages, by_width, init_weights
 from lightnets.models._timm import register_timm_rules
 from lightnets.registry import ModelCard, register_model
 
@@ -37,11 +37,14 @@ TF_BATCHNORM = partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
 
 @dataclass(frozen=True)
 class MixRow:
+    """One row of an MBConv table; the column names and order of every MBConv family's rows."""
+
     n: int  # blocks in this row; only the first uses stride s
     out: int  # output channels (before the width multiplier)
     s: int  # stride of the first block
     e: int  # expansion ratio of the 1x1 conv (1: no expansion conv)
     k: tuple[int, ...]  # depthwise kernel per channel group (MixConv)
+    _: KW_ONLY
     pw: tuple[int, int] = (1, 1)  # groups of the expand / project 1x1 convs
     se: float = 0.0  # SE ratio, relative to the block's input channels
     act: str = "relu"
@@ -56,38 +59,56 @@ class MixRow:
 
 # fmt: off
 # Paper Fig. 4 / TF mixnet_builder.py (e.g. 'r1_k3.5.7_a1_p1.1_s22_e6_i40_o80_se0.25_sw').
-#         n  out  s  e  k                   pw      se    act
+#          n  out  s  e  k
 MIXNET_S = (
-    MixRow(1,  16, 1, 1, (3,),              (1, 1), 0.0,  "relu"),
-    MixRow(1,  24, 2, 6, (3,),              (2, 2), 0.0,  "relu"),
-    MixRow(1,  24, 1, 3, (3,),              (2, 2), 0.0,  "relu"),
-    MixRow(1,  40, 2, 6, (3, 5, 7),         (1, 1), 0.5,  "swish"),
-    MixRow(3,  40, 1, 6, (3, 5),            (2, 2), 0.5,  "swish"),
-    MixRow(1,  80, 2, 6, (3, 5, 7),         (1, 2), 0.25, "swish"),
-    MixRow(2,  80, 1, 6, (3, 5),            (1, 2), 0.25, "swish"),
-    MixRow(1, 120, 1, 6, (3, 5, 7),         (2, 2), 0.5,  "swish"),
-    MixRow(2, 120, 1, 3, (3, 5, 7, 9),      (2, 2), 0.5,  "swish"),
-    MixRow(1, 200, 2, 6, (3, 5, 7, 9, 11),  (1, 1), 0.5,  "swish"),
-    MixRow(2, 200, 1, 6, (3, 5, 7, 9),      (1, 2), 0.5,  "swish"),
+    MixRow(1,  16, 1, 1, (3,),              pw=(1, 1), se=0.0,  act="relu"),
+    MixRow(1,  24, 2, 6, (3,),              pw=(2, 2), se=0.0,  act="relu"),
+    MixRow(1,  24, 1, 3, (3,),              pw=(2, 2), se=0.0,  act="relu"),
+    MixRow(1,  40, 2, 6, (3, 5, 7),         pw=(1, 1), se=0.5,  act="swish"),
+    MixRow(3,  40, 1, 6, (3, 5),            pw=(2, 2), se=0.5,  act="swish"),
+    MixRow(1,  80, 2, 6, (3, 5, 7),         pw=(1, 2), se=0.25, act="swish"),
+    MixRow(2,  80, 1, 6, (3, 5),            pw=(1, 2), se=0.25, act="swish"),
+    MixRow(1, 120, 1, 6, (3, 5, 7),         pw=(2, 2), se=0.5,  act="swish"),
+    MixRow(2, 120, 1, 3, (3, 5, 7, 9),      pw=(2, 2), se=0.5,  act="swish"),
+    MixRow(1, 200, 2, 6, (3, 5, 7, 9, 11),  pw=(1, 1), se=0.5,  act="swish"),
+    MixRow(2, 200, 1, 6, (3, 5, 7, 9),      pw=(1, 2), se=0.5,  act="swish"),
 )
 # fmt: on
 
 # fmt: off
-#         n  out  s  e  k                   pw      se    act
+#          n  out  s  e  k
 MIXNET_M = (
-    MixRow(1,  24, 1, 1, (3,),              (1, 1), 0.0,  "relu"),
-    MixRow(1,  32, 2, 6, (3, 5, 7),         (2, 2), 0.0,  "relu"),
-    MixRow(1,  32, 1, 3, (3,),              (2, 2), 0.0,  "relu"),
-    MixRow(1,  40, 2, 6, (3, 5, 7, 9),      (1, 1), 0.5,  "swish"),
-    MixRow(3,  40, 1, 6, (3, 5),            (2, 2), 0.5,  "swish"),
-    MixRow(1,  80, 2, 6, (3, 5, 7),         (1, 1), 0.25, "swish"),
-    MixRow(3,  80, 1, 6, (3, 5, 7, 9),      (2, 2), 0.25, "swish"),
-    MixRow(1, 120, 1, 6, (3,),              (1, 1), 0.5,  "swish"),
-    MixRow(3, 120, 1, 3, (3, 5, 7, 9),      (2, 2), 0.5,  "swish"),
-    MixRow(1, 200, 2, 6, (3, 5, 7, 9),      (1, 1), 0.5,  "swish"),
-    MixRow(3, 200, 1, 6, (3, 5, 7, 9),      (1, 2), 0.5,  "swish"),
+    MixRow(1,  24, 1, 1, (3,),              pw=(1, 1), se=0.0,  act="relu"),
+    MixRow(1,  32, 2, 6, (3, 5, 7),         pw=(2, 2), se=0.0,  act="relu"),
+    MixRow(1,  32, 1, 3, (3,),              pw=(2, 2), se=0.0,  act="relu"),
+    MixRow(1,  40, 2, 6, (3, 5, 7, 9),      pw=(1, 1), se=0.5,  act="swish"),
+    MixRow(3,  40, 1, 6, (3, 5),            pw=(2, 2), se=0.5,  act="swish"),
+    MixRow(1,  80, 2, 6, (3, 5, 7),         pw=(1, 1), se=0.25, act="swish"),
+    MixRow(3,  80, 1, 6, (3, 5, 7, 9),      pw=(2, 2), se=0.25, act="swish"),
+    MixRow(1, 120, 1, 6, (3,),              pw=(1, 1), se=0.5,  act="swish"),
+    MixRow(3, 120, 1, 3, (3, 5, 7, 9),      pw=(2, 2), se=0.5,  act="swish"),
+    MixRow(1, 200, 2, 6, (3, 5, 7, 9),      pw=(1, 1), se=0.5,  act="swish"),
+    MixRow(3, 200, 1, 6, (3, 5, 7, 9),      pw=(1, 2), se=0.5,  act="swish"),
 )
 # fmt: on
+
+
+def mbconv_block(
+    row: MixRow,
+    site: BlockSite,
+    *,
+    norm_layer: Callable[[int], nn.Module],
+    padding: str,
+    drop_path_rate: float,
+) -> InvertedResidual:
+    """The MBConv block of one table row at one place in the network."""
+    return InvertedResidual(
+        site.in_channels, site.out_channels, site.stride, row.e, row.k,
+        expand_groups=row.pw[0], project_groups=row.pw[1],
+        se_channels=max(1, int(site.in_channels * row.se)) if row.se else 0,
+        act_layer=get_act(row.act), norm_layer=norm_layer, padding=padding,
+        drop_path=site.drop_path(drop_path_rate), skip=row.skip,
+    )  # fmt: skip
 
 
 class MixNet(LightNet):
@@ -136,30 +157,18 @@ class MixNet(LightNet):
         stem_layer = ConvNormAct(in_chans, stem_channels, 3, stem_stride, act_layer=get_act(act),
                                  norm_layer=norm_layer, padding=padding)  # fmt: skip
 
-        total, index = sum(r.n for r in rows), 0
-        stages, stage_channels, stage_strides = [], [], []
-        in_channels = stem_channels
-        for row in rows:
-            if not stage_channels or row.out != stage_channels[-1]:  # a new width opens a stage
-                stages.append([])
-                stage_channels.append(row.out)
-                stage_strides.append(1)
-            stage_strides[-1] *= row.s
-            for i in range(row.n):
-                stages[-1].append(InvertedResidual(
-                    in_channels, row.out, row.s if i == 0 else 1, row.e, row.k,
-                    expand_groups=row.pw[0], project_groups=row.pw[1],
-                    se_channels=max(1, int(in_channels * row.se)) if row.se else 0,
-                    act_layer=get_act(row.act), norm_layer=norm_layer, padding=padding,
-                    drop_path=drop_path_rate * index / total, skip=row.skip,
-                ))  # fmt: skip
-                in_channels, index = row.out, index + 1
-        head_layer = ConvNormAct(in_channels, head, act_layer=get_act(act), norm_layer=norm_layer)
+        block = partial(
+            mbconv_block, norm_layer=norm_layer, padding=padding, drop_path_rate=drop_path_rate
+        )
+        stages = build_stages(rows, stem_channels, block, opens_stage=by_width)
+        head_layer = ConvNormAct(
+            stages.out_channels, head, act_layer=get_act(act), norm_layer=norm_layer
+        )
         super().__init__(
-            stem_layer, nn.Sequential(*(nn.Sequential(*blocks) for blocks in stages)), head_layer,
+            stem_layer, stages.sequential(), head_layer,
             in_chans=in_chans, num_classes=num_classes, num_features=head,
-            stage_channels=stage_channels, stage_strides=stage_strides, stem_stride=stem_stride,
-            drop_rate=drop_rate, min_input=16 * stem_stride,
+            stage_channels=stages.channels, stage_strides=stages.strides, stem_stride=stem_stride,
+            drop_rate=drop_rate,
         )  # fmt: skip
         self.width, self.depth = width, depth
         init_weights(self)

@@ -16,15 +16,15 @@ from lightnets.registry import ModelCard, register_model
 # fmt: off
 # Fig. 7: SepConv k3 (16), MBConv6 k3 x2 (24), MBConv3 k5 SE x3 (40), MBConv6 k3 x4 (80),
 # MBConv6 k3 SE x2 (112), MBConv6 k5 SE x3 (160), MBConv6 k3 x1 (320).
-#           n  out  s  e  k      pw      se    act     skip
+#          n  out  s  e  k
 MNASNET_A1 = (
-    MixRow(1,  16, 1, 1, (3,), (1, 1), 0.0,  "relu", False),
-    MixRow(2,  24, 2, 6, (3,), (1, 1), 0.0,  "relu"),
-    MixRow(3,  40, 2, 3, (5,), (1, 1), 0.25, "relu"),
-    MixRow(4,  80, 2, 6, (3,), (1, 1), 0.0,  "relu"),
-    MixRow(2, 112, 1, 6, (3,), (1, 1), 0.25, "relu"),
-    MixRow(3, 160, 2, 6, (5,), (1, 1), 0.25, "relu"),
-    MixRow(1, 320, 1, 6, (3,), (1, 1), 0.0,  "relu"),
+    MixRow(1,  16, 1, 1, (3,), pw=(1, 1), se=0.0,  act="relu", skip=False),
+    MixRow(2,  24, 2, 6, (3,), pw=(1, 1), se=0.0,  act="relu"),
+    MixRow(3,  40, 2, 3, (5,), pw=(1, 1), se=0.25, act="relu"),
+    MixRow(4,  80, 2, 6, (3,), pw=(1, 1), se=0.0,  act="relu"),
+    MixRow(2, 112, 1, 6, (3,), pw=(1, 1), se=0.25, act="relu"),
+    MixRow(3, 160, 2, 6, (5,), pw=(1, 1), se=0.25, act="relu"),
+    MixRow(1, 320, 1, 6, (3,), pw=(1, 1), se=0.0,  act="relu"),
 )
 # fmt: on
 

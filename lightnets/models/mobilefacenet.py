@@ -1,7 +1,7 @@
 """MobileFaceNet from "MobileFaceNets: Efficient CNNs for Accurate Real-Time Face Verification on
 Mobile Devices", Chen et al., CCBR 2018, arXiv:1804.07573.
 
-Defines `FaceRow` (one row of the paper's Table 1), `MobileFaceNet` and the builder
+Defines the paper's Table 1 (rows of MobileNetV2's `IRRow`), `MobileFaceNet` and the builder
 `mobilefacenet`. The output is a 128-d face embedding, not class scores: there is no classifier
 (`card.embedding_dim = 128`); compare embeddings by cosine similarity, or train with a margin loss
 (ArcFace) on top, or add a classifier with `reset_classifier(n)`.
@@ -16,43 +16,33 @@ implementations); with that BN the count is 1,003,136 parameters (models.json sc
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 
 from torch import nn
 
-from lightnets.blocks import InvertedResidual
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, GlobalDepthwiseConv2d
-from lightnets.models._common import LightNet, init_weights
+from lightnets.models._common import LightNet, build_stages, by_stride, init_weights
+from lightnets.models.mobilenet_v2 import IRRow, ir_block
 from lightnets.registry import ModelCard, register_model
 
 INPUT_SIZE = 112  # fixed: the GDConv kernel covers the 7x7 map of a 112x112 face crop
 EMBEDDING_DIM = 128
 
 
-@dataclass(frozen=True)
-class FaceRow:
-    t: int  # expansion factor
-    c: int  # output channels
-    n: int  # repeats; only the first has stride s
-    s: int
-
-    def __post_init__(self):
-        if self.t < 1 or self.c < 1 or self.n < 1 or self.s not in (1, 2):
-            raise ConfigError(f"bad row {self}")
-
-
 # fmt: off
-# Table 1 of the paper; one stage per row that halves the resolution.
-#       t    c  n  s
+# Table 1 of the paper (columns t, c, n, s: MobileNetV2 bottlenecks, so MobileNetV2's row type);
+# one stage per row that halves the resolution.
+#         n  out  s  e
 MOBILEFACENET = (
-    FaceRow(2,  64, 5, 2),   # 56 -> 28
-    FaceRow(4, 128, 1, 2),   # 28 -> 14
-    FaceRow(2, 128, 6, 1),
-    FaceRow(4, 128, 1, 2),   # 14 -> 7
-    FaceRow(2, 128, 2, 1),
+    IRRow(5,  64, 2, 2),   # 56 -> 28
+    IRRow(1, 128, 2, 4),   # 28 -> 14
+    IRRow(6, 128, 1, 2),
+    IRRow(1, 128, 2, 4),   # 14 -> 7
+    IRRow(2, 128, 1, 2),
 )
 # fmt: on
 STEM_CHANNELS = 64
@@ -82,8 +72,11 @@ class MobileFaceNet(LightNet):
                 "small_input=True is not supported by MobileFaceNet: its GDConv head needs the "
                 f"7x7 map of a {INPUT_SIZE}x{INPUT_SIZE} input"
             )
+        stem_stride = 2
         stem = nn.Sequential(
-            ConvNormAct(in_chans, STEM_CHANNELS, 3, 2, act_layer=act_layer, norm_layer=norm_layer),
+            ConvNormAct(
+                in_chans, STEM_CHANNELS, 3, stem_stride, act_layer=act_layer, norm_layer=norm_layer
+            ),
             ConvNormAct(
                 STEM_CHANNELS,
                 STEM_CHANNELS,
@@ -93,46 +86,31 @@ class MobileFaceNet(LightNet):
                 norm_layer=norm_layer,
             ),
         )
-        stages, stage_channels, stage_strides, in_channels = [], [], [], STEM_CHANNELS
-        for row in MOBILEFACENET:
-            if row.s == 2 or not stages:  # a new resolution opens a stage
-                stages.append([])
-                stage_channels.append(row.c)
-                stage_strides.append(row.s)
-            for i in range(row.n):
-                stages[-1].append(
-                    InvertedResidual(
-                        in_channels,
-                        row.c,
-                        row.s if i == 0 else 1,
-                        row.t,
-                        act_layer=act_layer,
-                        norm_layer=norm_layer,
-                    )
-                )
-                in_channels = row.c
-            stage_channels[-1] = row.c
+
+        block = partial(ir_block, act_layer=act_layer, norm_layer=norm_layer)
+        stages = build_stages(MOBILEFACENET, STEM_CHANNELS, block, opens_stage=by_stride)
+        gdc_size = INPUT_SIZE // (stem_stride * math.prod(stages.strides))  # 7
         head = nn.Sequential(
             OrderedDict(
                 conv=ConvNormAct(
-                    in_channels, HEAD_CHANNELS, act_layer=act_layer, norm_layer=norm_layer
+                    stages.out_channels, HEAD_CHANNELS, act_layer=act_layer, norm_layer=norm_layer
                 ),
-                gdc=GlobalDepthwiseConv2d(HEAD_CHANNELS, INPUT_SIZE // 16),  # linear, -> (N, 512)
+                gdc=GlobalDepthwiseConv2d(HEAD_CHANNELS, gdc_size),  # linear, -> (N, 512)
                 embedding=nn.Linear(HEAD_CHANNELS, embedding_dim, bias=False),  # linear 1x1 conv
                 bn=nn.BatchNorm1d(embedding_dim),
             )
         )
         super().__init__(
             stem,
-            nn.Sequential(*(nn.Sequential(*s) for s in stages)),
+            stages.sequential(),
             head,
             in_chans=in_chans,
             num_classes=num_classes,
             num_features=embedding_dim,
-            stage_channels=stage_channels,
-            stage_strides=stage_strides,
-            stem_stride=2,
-            min_input=INPUT_SIZE,
+            stage_channels=stages.channels,
+            stage_strides=stages.strides,
+            stem_stride=stem_stride,
+            min_input=INPUT_SIZE,  # the GDConv kernel covers the whole last map
             global_pool=False,
         )
         init_weights(self)

@@ -23,7 +23,7 @@ from torch import nn
 from lightnets.blocks import DepthwiseSeparableConv2d
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, make_divisible
-from lightnets.models._common import LightNet, init_weights
+from lightnets.models._common import BlockSite, LightNet, build_stages, init_weights
 from lightnets.models._kernel_study import KernelVariant, register_kernel_study
 from lightnets.models._timm import register_timm_rules
 from lightnets.registry import ModelCard, register_model
@@ -33,9 +33,9 @@ PAPER = "arXiv:1704.04861"
 
 @dataclass(frozen=True)
 class DSRow:
-    out: int  # output channels of every block in the row (before the width multiplier)
     n: int  # blocks in this row; only the first uses stride s
-    s: int
+    out: int  # output channels of every block in the row (before the width multiplier)
+    s: int  # stride of the first block
     k: tuple[int, ...] = (3,)  # depthwise kernel per channel group (MDConv when several)
 
     def __post_init__(self):
@@ -45,13 +45,13 @@ class DSRow:
 
 # Table 1 after the 3x3 stem conv (32 channels, stride 2); each block is dw 3x3 -> 1x1.
 # fmt: off
-#            out  n  s      (k defaults to (3,))
+#         n   out  s      (k defaults to (3,))
 MOBILENET_V1 = (
-    DSRow(    64, 1, 1),
-    DSRow(   128, 2, 2),
-    DSRow(   256, 2, 2),
-    DSRow(   512, 6, 2),
-    DSRow(  1024, 2, 2),
+    DSRow(1,   64, 1),
+    DSRow(2,  128, 2),
+    DSRow(2,  256, 2),
+    DSRow(6,  512, 2),
+    DSRow(2, 1024, 2),
 )
 # fmt: on
 
@@ -107,38 +107,27 @@ class MobileNetV1(LightNet):
         stem = ConvNormAct(
             in_chans, channels, 3, stem_stride, act_layer=act_layer, norm_layer=norm_layer
         )
-        stages, stage_channels = [], []
-        for row in table:
-            out = make_divisible(row.out * width)
-            blocks = []
-            for i in range(row.n):
-                blocks.append(
-                    DepthwiseSeparableConv2d(
-                        channels,
-                        out,
-                        row.s if i == 0 else 1,
-                        row.k,
-                        pw_act=True,
-                        act_layer=act_layer,
-                        norm_layer=norm_layer,
-                    )
-                )
-                channels = out
-            stages.append(nn.Sequential(*blocks))
-            stage_channels.append(out)
-        num_stride2 = (stem_stride == 2) + sum(row.s == 2 for row in table)
+
+        def block(row: DSRow, site: BlockSite) -> DepthwiseSeparableConv2d:
+            return DepthwiseSeparableConv2d(
+                site.in_channels, site.out_channels, site.stride, row.k, pw_act=True,
+                act_layer=act_layer, norm_layer=norm_layer,
+            )  # fmt: skip
+
+        stages = build_stages(
+            table, channels, block, width=lambda row: make_divisible(row.out * width)
+        )
         super().__init__(
             stem,
-            nn.Sequential(*stages),
+            stages.sequential(),
             nn.Identity(),  # no head conv: pool the last block
             in_chans=in_chans,
             num_classes=num_classes,
-            num_features=channels,
-            stage_channels=stage_channels,
-            stage_strides=[row.s for row in table],
+            num_features=stages.out_channels,
+            stage_channels=stages.channels,
+            stage_strides=stages.strides,
             stem_stride=stem_stride,
             drop_rate=drop_rate,
-            min_input=2**num_stride2,
         )
         init_weights(self)
 

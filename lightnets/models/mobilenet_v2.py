@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from torch import nn
 
 from lightnets.blocks import InvertedResidual
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, make_divisible
-from lightnets.models._common import LightNet, init_weights
+from lightnets.models._common import BlockSite, LightNet, build_stages, init_weights
 from lightnets.models._kernel_study import KernelVariant, register_kernel_study
 from lightnets.models._timm import register_timm_rules
 from lightnets.registry import ModelCard, register_model
@@ -32,10 +33,12 @@ PAPER = "arXiv:1801.04381"
 
 @dataclass(frozen=True)
 class IRRow:
-    e: float  # expansion factor t
-    out: int  # output channels c (before the width multiplier)
+    """One row of Table 2, in the column names and order of every MBConv table (mixnet.MixRow)."""
+
     n: int  # blocks in this row; only the first uses stride s
-    s: int
+    out: int  # output channels c (before the width multiplier)
+    s: int  # stride of the first block
+    e: float  # expansion factor t
     k: tuple[int, ...] = (3,)  # depthwise kernel per channel group (MDConv when several)
 
     def __post_init__(self):
@@ -43,17 +46,17 @@ class IRRow:
             raise ConfigError(f"bad row {self}")
 
 
-# Table 2 between the 3x3 stem conv (32, stride 2) and the 1x1 conv to 1280.
+# Table 2 (columns t, c, n, s) between the 3x3 stem conv (32, stride 2) and the 1x1 conv to 1280.
 # fmt: off
-#         e   out  n  s      (k defaults to (3,))
+#         n  out  s  e     (k defaults to (3,))
 MOBILENET_V2 = (
-    IRRow(1,   16, 1, 1),
-    IRRow(6,   24, 2, 2),
-    IRRow(6,   32, 3, 2),
-    IRRow(6,   64, 4, 2),
-    IRRow(6,   96, 3, 1),
-    IRRow(6,  160, 3, 2),
-    IRRow(6,  320, 1, 1),
+    IRRow(1,  16, 1, 1),
+    IRRow(2,  24, 2, 6),
+    IRRow(3,  32, 2, 6),
+    IRRow(4,  64, 2, 6),
+    IRRow(3,  96, 1, 6),
+    IRRow(3, 160, 2, 6),
+    IRRow(1, 320, 1, 6),
 )
 # fmt: on
 
@@ -76,6 +79,21 @@ DW_KERNELS = {
     "mixk13": KernelVariant((3, 5, 7, 9, 11, 13),  3.9805,  452.56),
 }
 # fmt: on
+
+
+def ir_block(
+    row: IRRow,
+    site: BlockSite,
+    *,
+    act_layer: type[nn.Module],
+    norm_layer: Callable[[int], nn.Module],
+    drop_path_rate: float = 0.0,
+) -> InvertedResidual:
+    """The inverted residual of one table row at one place in the network (MobileFaceNet's too)."""
+    return InvertedResidual(
+        site.in_channels, site.out_channels, site.stride, row.e, row.k,
+        act_layer=act_layer, norm_layer=norm_layer, drop_path=site.drop_path(drop_path_rate),
+    )  # fmt: skip
 
 
 class MobileNetV2(LightNet):
@@ -113,43 +131,29 @@ class MobileNetV2(LightNet):
         stem = ConvNormAct(
             in_chans, channels, 3, stem_stride, act_layer=act_layer, norm_layer=norm_layer
         )
-        total, index = sum(row.n for row in table), 0
-        stages, stage_channels = [], []
-        for row in table:
-            out = make_divisible(row.out * width)
-            blocks = []
-            for i in range(row.n):
-                blocks.append(
-                    InvertedResidual(
-                        channels,
-                        out,
-                        row.s if i == 0 else 1,
-                        row.e,
-                        row.k,
-                        act_layer=act_layer,
-                        norm_layer=norm_layer,
-                        drop_path=drop_path_rate * index / total,
-                    )
-                )
-                channels, index = out, index + 1
-            stages.append(nn.Sequential(*blocks))
-            stage_channels.append(out)
+
+        block = partial(
+            ir_block, act_layer=act_layer, norm_layer=norm_layer, drop_path_rate=drop_path_rate
+        )
+        stages = build_stages(
+            table, channels, block, width=lambda row: make_divisible(row.out * width)
+        )
         # the last conv only grows with the multiplier (paper §6.1: "except the last layer")
         num_features = make_divisible(head_channels * width) if width > 1 else head_channels
-        head = ConvNormAct(channels, num_features, 1, act_layer=act_layer, norm_layer=norm_layer)
-        num_stride2 = (stem_stride == 2) + sum(row.s == 2 for row in table)
+        head = ConvNormAct(
+            stages.out_channels, num_features, 1, act_layer=act_layer, norm_layer=norm_layer
+        )
         super().__init__(
             stem,
-            nn.Sequential(*stages),
+            stages.sequential(),
             head,
             in_chans=in_chans,
             num_classes=num_classes,
             num_features=num_features,
-            stage_channels=stage_channels,
-            stage_strides=[row.s for row in table],
+            stage_channels=stages.channels,
+            stage_strides=stages.strides,
             stem_stride=stem_stride,
             drop_rate=drop_rate,
-            min_input=2**num_stride2,
         )
         init_weights(self)
 

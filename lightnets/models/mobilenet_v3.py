@@ -14,15 +14,15 @@ model has it, and neither does this one (the measured 2,542,856 parameters exclu
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from itertools import groupby
+from dataclasses import KW_ONLY, dataclass
+from functools import partial
 
 from torch import Tensor, nn
 
 from lightnets.blocks import InvertedResidual
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, get_act, make_divisible
-from lightnets.models._common import LightNet, init_weights
+from lightnets.models._common import BlockSite, LightNet, build_stages, by_width, init_weights
 from lightnets.models._timm import register_timm_rules
 from lightnets.registry import ModelCard, register_model
 
@@ -31,58 +31,90 @@ PAPER = "arXiv:1905.02244"
 
 @dataclass(frozen=True)
 class BneckRow:
+    """One bneck row of Tables 1-2, in the column names and order of every MBConv table (MixRow);
+    the expansion is the paper's explicit "exp size" `mid` rather than a ratio."""
+
+    n: int  # blocks in this row; only the first uses stride s (1 throughout the paper)
+    out: int  # output channels (before the width multiplier)
+    s: int  # stride of the first block
+    mid: int  # expansion size: the block's mid channels
     k: tuple[int, ...]  # depthwise kernel
-    exp: int  # expansion size: the block's mid channels
-    out: int
-    se: bool
-    act: str  # "relu" (RE) or "hard_swish" (HS)
-    s: int
+    _: KW_ONLY
+    se: bool = False  # SE on the expanded width
+    act: str = "relu"  # "relu" (RE) or "hard_swish" (HS)
 
     def __post_init__(self):
-        if self.s not in (1, 2) or any(k % 2 == 0 for k in self.k):
+        if self.n < 1 or self.s not in (1, 2) or any(k % 2 == 0 for k in self.k):
             raise ConfigError(f"bad row {self}")
         get_act(self.act)  # KeyError for an unknown name, at import rather than at build
 
 
 # Table 1, the bneck rows between the stem (16, HS, s2) and the 1x1 conv to 960.
 # fmt: off
-#             k     exp   out  se     act           s
+#            n  out  s  mid  k
 MOBILENET_V3_LARGE = (
-    BneckRow((3,),   16,   16,  False, "relu",       1),
-    BneckRow((3,),   64,   24,  False, "relu",       2),
-    BneckRow((3,),   72,   24,  False, "relu",       1),
-    BneckRow((5,),   72,   40,  True,  "relu",       2),
-    BneckRow((5,),  120,   40,  True,  "relu",       1),
-    BneckRow((5,),  120,   40,  True,  "relu",       1),
-    BneckRow((3,),  240,   80,  False, "hard_swish", 2),
-    BneckRow((3,),  200,   80,  False, "hard_swish", 1),
-    BneckRow((3,),  184,   80,  False, "hard_swish", 1),
-    BneckRow((3,),  184,   80,  False, "hard_swish", 1),
-    BneckRow((3,),  480,  112,  True,  "hard_swish", 1),
-    BneckRow((3,),  672,  112,  True,  "hard_swish", 1),
-    BneckRow((5,),  672,  160,  True,  "hard_swish", 2),
-    BneckRow((5,),  960,  160,  True,  "hard_swish", 1),
-    BneckRow((5,),  960,  160,  True,  "hard_swish", 1),
+    BneckRow(1,  16, 1,  16, (3,), se=False, act="relu"),
+    BneckRow(1,  24, 2,  64, (3,), se=False, act="relu"),
+    BneckRow(1,  24, 1,  72, (3,), se=False, act="relu"),
+    BneckRow(1,  40, 2,  72, (5,), se=True,  act="relu"),
+    BneckRow(1,  40, 1, 120, (5,), se=True,  act="relu"),
+    BneckRow(1,  40, 1, 120, (5,), se=True,  act="relu"),
+    BneckRow(1,  80, 2, 240, (3,), se=False, act="hard_swish"),
+    BneckRow(1,  80, 1, 200, (3,), se=False, act="hard_swish"),
+    BneckRow(1,  80, 1, 184, (3,), se=False, act="hard_swish"),
+    BneckRow(1,  80, 1, 184, (3,), se=False, act="hard_swish"),
+    BneckRow(1, 112, 1, 480, (3,), se=True,  act="hard_swish"),
+    BneckRow(1, 112, 1, 672, (3,), se=True,  act="hard_swish"),
+    BneckRow(1, 160, 2, 672, (5,), se=True,  act="hard_swish"),
+    BneckRow(1, 160, 1, 960, (5,), se=True,  act="hard_swish"),
+    BneckRow(1, 160, 1, 960, (5,), se=True,  act="hard_swish"),
 )
 # fmt: on
 
 # Table 2, the bneck rows between the stem (16, HS, s2) and the 1x1 conv to 576.
 # fmt: off
-#             k     exp   out  se     act           s
+#            n  out  s  mid  k
 MOBILENET_V3_SMALL = (
-    BneckRow((3,),   16,   16,  True,  "relu",       2),
-    BneckRow((3,),   72,   24,  False, "relu",       2),
-    BneckRow((3,),   88,   24,  False, "relu",       1),
-    BneckRow((5,),   96,   40,  True,  "hard_swish", 2),
-    BneckRow((5,),  240,   40,  True,  "hard_swish", 1),
-    BneckRow((5,),  240,   40,  True,  "hard_swish", 1),
-    BneckRow((5,),  120,   48,  True,  "hard_swish", 1),
-    BneckRow((5,),  144,   48,  True,  "hard_swish", 1),
-    BneckRow((5,),  288,   96,  True,  "hard_swish", 2),
-    BneckRow((5,),  576,   96,  True,  "hard_swish", 1),
-    BneckRow((5,),  576,   96,  True,  "hard_swish", 1),
+    BneckRow(1,  16, 2,  16, (3,), se=True,  act="relu"),
+    BneckRow(1,  24, 2,  72, (3,), se=False, act="relu"),
+    BneckRow(1,  24, 1,  88, (3,), se=False, act="relu"),
+    BneckRow(1,  40, 2,  96, (5,), se=True,  act="hard_swish"),
+    BneckRow(1,  40, 1, 240, (5,), se=True,  act="hard_swish"),
+    BneckRow(1,  40, 1, 240, (5,), se=True,  act="hard_swish"),
+    BneckRow(1,  48, 1, 120, (5,), se=True,  act="hard_swish"),
+    BneckRow(1,  48, 1, 144, (5,), se=True,  act="hard_swish"),
+    BneckRow(1,  96, 2, 288, (5,), se=True,  act="hard_swish"),
+    BneckRow(1,  96, 1, 576, (5,), se=True,  act="hard_swish"),
+    BneckRow(1,  96, 1, 576, (5,), se=True,  act="hard_swish"),
 )
 # fmt: on
+
+
+def bneck_block(
+    row: BneckRow,
+    site: BlockSite,
+    *,
+    width: float,
+    se_ratio: float,
+    norm_layer: Callable[[int], nn.Module],
+    drop_path_rate: float,
+) -> InvertedResidual:
+    """The bneck block of one table row at one place in the network."""
+    mid = make_divisible(row.mid * width)
+    return InvertedResidual(
+        site.in_channels,
+        site.out_channels,
+        site.stride,
+        kernels=row.k,
+        mid_channels=mid,
+        # SE width from the expanded width, rounded to 8 (§5.3; not from the input)
+        se_channels=make_divisible(mid * se_ratio) if row.se else 0,
+        se_gate="hard_sigmoid",
+        se_act=nn.ReLU,
+        act_layer=get_act(row.act),
+        norm_layer=norm_layer,
+        drop_path=site.drop_path(drop_path_rate),
+    )
 
 
 class MobileNetV3(LightNet):
@@ -93,7 +125,8 @@ class MobileNetV3(LightNet):
 
     Args:
         table: rows of `BneckRow`; consecutive rows with the same output width form one stage
-            (timm's grouping, so that state-dict indices line up).
+            (timm's grouping, so that state-dict indices line up), whose stride is the product
+            of its rows' strides.
         width: multiplies every table width, the stem and the last conv (make_divisible(., 8));
             the head conv stays at `head_channels`.
         small_input: stride-1 stem for 16-64 px inputs (CIFAR-style); the stages are unchanged.
@@ -123,56 +156,26 @@ class MobileNetV3(LightNet):
         stem = ConvNormAct(
             in_chans, channels, 3, stem_stride, act_layer=nn.Hardswish, norm_layer=norm_layer
         )
-        stages, stage_channels, stage_strides = [], [], []
-        index = 0
-        for _, group in groupby(table, key=lambda row: row.out):
-            rows = list(group)
-            blocks = []
-            for row in rows:
-                mid, out = make_divisible(row.exp * width), make_divisible(row.out * width)
-                blocks.append(
-                    InvertedResidual(
-                        channels,
-                        out,
-                        row.s,
-                        kernels=row.k,
-                        mid_channels=mid,
-                        # SE width from the expanded width, rounded to 8 (§5.3; not from the input)
-                        se_channels=make_divisible(mid * se_ratio) if row.se else 0,
-                        se_gate="hard_sigmoid",
-                        se_act=nn.ReLU,
-                        act_layer=get_act(row.act),
-                        norm_layer=norm_layer,
-                        drop_path=drop_path_rate * index / len(table),
-                    )
-                )
-                channels, index = out, index + 1
-            stages.append(nn.Sequential(*blocks))
-            stage_channels.append(channels)
-            stage_strides.append(rows[0].s)
+        block = partial(bneck_block, width=width, se_ratio=se_ratio, norm_layer=norm_layer,
+                        drop_path_rate=drop_path_rate)  # fmt: skip
+        stages = build_stages(table, channels, block, opens_stage=by_width,
+                              width=lambda row: make_divisible(row.out * width))  # fmt: skip
         last = make_divisible(last_channels * width)
-        stages.append(
-            nn.Sequential(
-                ConvNormAct(channels, last, 1, act_layer=nn.Hardswish, norm_layer=norm_layer)
-            )
-        )
-        stage_channels.append(last)
-        stage_strides.append(1)
+        conv = ConvNormAct(stages.out_channels, last, act_layer=nn.Hardswish, norm_layer=norm_layer)
+        stages.add(nn.Sequential(conv), last)  # the 1x1 conv to 960 (576): its own stage, as timm
         # a biased 1x1 conv on the pooled 1x1 map: a fully connected layer without BN
         head = ConvNormAct(last, head_channels, 1, act_layer=nn.Hardswish, norm_layer=None)
-        num_stride2 = (stem_stride == 2) + sum(row.s == 2 for row in table)
         super().__init__(
             stem,
-            nn.Sequential(*stages),
+            stages.sequential(),
             head,
             in_chans=in_chans,
             num_classes=num_classes,
             num_features=head_channels,
-            stage_channels=stage_channels,
-            stage_strides=stage_strides,
+            stage_channels=stages.channels,
+            stage_strides=stages.strides,
             stem_stride=stem_stride,
             drop_rate=drop_rate,
-            min_input=2**num_stride2,
         )
         init_weights(self)
 

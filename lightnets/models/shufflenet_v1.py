@@ -29,7 +29,7 @@ from torch import nn
 from lightnets.blocks import ShuffleUnitV1
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct
-from lightnets.models._common import LightNet, init_weights
+from lightnets.models._common import BlockSite, LightNet, StageRow, build_stages, init_weights
 from lightnets.registry import ModelCard, register_model
 
 
@@ -76,6 +76,17 @@ def bottleneck_width(out_channels: int, groups: int) -> int:
     return groups * math.ceil(out_channels / 4 / groups)
 
 
+def shufflenet_stem(
+    in_chans: int, small_input: bool, norm_layer: Callable[[int], nn.Module]
+) -> nn.Sequential:
+    """3x3/2 conv (24) -> 3x3/2 max pool (Table 1; ShuffleNetV2's Table 5 is the same); with
+    `small_input`, a stride-1 conv and no pool."""
+    return nn.Sequential(
+        ConvNormAct(in_chans, STEM_CHANNELS, 3, 1 if small_input else 2, norm_layer=norm_layer),
+        nn.Identity() if small_input else nn.MaxPool2d(3, 2, 1),
+    )
+
+
 class ShuffleNetV1(LightNet):
     """ShuffleNet of the paper's Table 1: (N, in_chans, H, W) -> (N, num_classes).
 
@@ -97,40 +108,31 @@ class ShuffleNetV1(LightNet):
         norm_layer: Callable[[int], nn.Module] = nn.BatchNorm2d,
     ):
         widths = stage_widths(groups, width)
-        stem = nn.Sequential(
-            ConvNormAct(in_chans, STEM_CHANNELS, 3, 1 if small_input else 2, norm_layer=norm_layer),
-            nn.Identity() if small_input else nn.MaxPool2d(3, 2, 1),
-        )
-        stages, in_channels = [], STEM_CHANNELS
-        for stage_idx, (repeats, out_channels) in enumerate(zip(REPEATS, widths)):
-            mid = bottleneck_width(out_channels, groups)
-            units = []
-            for i in range(repeats):
-                units.append(
-                    ShuffleUnitV1(
-                        in_channels,
-                        out_channels,
-                        2 if i == 0 else 1,
-                        groups,
-                        mid_channels=mid,
-                        group_first=not (stage_idx == 0 and i == 0),
-                        norm_layer=norm_layer,
-                    )
-                )
-                in_channels = out_channels
-            stages.append(nn.Sequential(*units))
+
+        def block(row: StageRow, site: BlockSite) -> ShuffleUnitV1:
+            return ShuffleUnitV1(
+                site.in_channels,
+                site.out_channels,
+                site.stride,
+                groups,
+                mid_channels=bottleneck_width(site.out_channels, groups),
+                group_first=site.index != 0,  # §3.3: stage 2's first 1x1 conv is not grouped
+                norm_layer=norm_layer,
+            )
+
+        rows = [StageRow(n, out, 2) for n, out in zip(REPEATS, widths)]
+        stages = build_stages(rows, STEM_CHANNELS, block)
         super().__init__(
-            stem,
-            nn.Sequential(*stages),
+            shufflenet_stem(in_chans, small_input, norm_layer),
+            stages.sequential(),
             nn.Identity(),
             in_chans=in_chans,
             num_classes=num_classes,
-            num_features=widths[-1],
-            stage_channels=widths,
-            stage_strides=(2, 2, 2),
-            stem_stride=1 if small_input else 4,
+            num_features=stages.out_channels,
+            stage_channels=stages.channels,
+            stage_strides=stages.strides,
+            stem_stride=1 if small_input else 4,  # 3x3/2 conv, 3x3/2 max pool
             drop_rate=drop_rate,
-            min_input=8 if small_input else 32,
         )
         self.groups, self.width = groups, width
         init_weights(self)

@@ -22,7 +22,8 @@ from torch import nn
 from lightnets.blocks import ShuffleUnitV2
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct
-from lightnets.models._common import LightNet, init_weights
+from lightnets.models._common import BlockSite, LightNet, StageRow, build_stages, init_weights
+from lightnets.models.shufflenet_v1 import STEM_CHANNELS, shufflenet_stem
 from lightnets.registry import ModelCard, register_model
 
 
@@ -49,7 +50,6 @@ SHUFFLENET_V2 = (
 )
 # fmt: on
 REPEATS = (4, 8, 4)  # units in stages 2, 3, 4; the first of each has stride 2
-STEM_CHANNELS = 24
 
 
 class ShuffleNetV2(LightNet):
@@ -74,34 +74,26 @@ class ShuffleNetV2(LightNet):
         if width not in rows:
             raise ConfigError(f"width must be one of {sorted(rows)} (Table 5), got {width!r}")
         row = rows[width]
-        stem = nn.Sequential(
-            ConvNormAct(in_chans, STEM_CHANNELS, 3, 1 if small_input else 2, norm_layer=norm_layer),
-            nn.Identity() if small_input else nn.MaxPool2d(3, 2, 1),
-        )
-        stages, in_channels = [], STEM_CHANNELS
-        for repeats, out_channels in zip(REPEATS, row.channels):
-            units = []
-            for i in range(repeats):
-                units.append(
-                    ShuffleUnitV2(
-                        in_channels, out_channels, 2 if i == 0 else 1, norm_layer=norm_layer
-                    )
-                )
-                in_channels = out_channels
-            stages.append(nn.Sequential(*units))
-        head = ConvNormAct(in_channels, row.head, norm_layer=norm_layer)
+
+        def block(stage: StageRow, site: BlockSite) -> ShuffleUnitV2:
+            return ShuffleUnitV2(
+                site.in_channels, site.out_channels, site.stride, norm_layer=norm_layer
+            )
+
+        stage_rows = [StageRow(n, out, 2) for n, out in zip(REPEATS, row.channels)]
+        stages = build_stages(stage_rows, STEM_CHANNELS, block)
+        head = ConvNormAct(stages.out_channels, row.head, norm_layer=norm_layer)
         super().__init__(
-            stem,
-            nn.Sequential(*stages),
+            shufflenet_stem(in_chans, small_input, norm_layer),
+            stages.sequential(),
             head,
             in_chans=in_chans,
             num_classes=num_classes,
             num_features=row.head,
-            stage_channels=row.channels,
-            stage_strides=(2, 2, 2),
-            stem_stride=1 if small_input else 4,
+            stage_channels=stages.channels,
+            stage_strides=stages.strides,
+            stem_stride=1 if small_input else 4,  # 3x3/2 conv, 3x3/2 max pool
             drop_rate=drop_rate,
-            min_input=8 if small_input else 32,
         )
         self.width = width
         init_weights(self)

@@ -14,6 +14,7 @@ global average pool, run on the feature map as in the paper. `forward_head(pre_l
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch.nn.functional as F
@@ -78,11 +79,26 @@ def squeezenet_1_1_stages() -> nn.Sequential:
     )
 
 
-# version -> (stem channels, stem kernel, stages, smallest input the unpadded stem and pools take)
+# version -> (stem channels, stem kernel, stages)
 VERSIONS = {
-    "1_0": (96, 7, squeezenet_1_0_stages, 21),
-    "1_1": (64, 3, squeezenet_1_1_stages, 17),
+    "1_0": (96, 7, squeezenet_1_0_stages),
+    "1_1": (64, 3, squeezenet_1_1_stages),
 }
+POOLS = 3  # max pools, one opening each stage
+
+
+def min_input(version: str) -> int:
+    """Smallest side the unpadded k x k / 2 stem and the ceil-mode 3x3/2 pools take (21, 17).
+
+    A ceil-mode 3x3/2 pool needs 2 pixels to give 1 and 2o to give o, so the stem must leave
+    2 ** POOLS pixels; an unpadded stride-2 conv gives (H - k) // 2 + 1 of H.
+    """
+    kernel = VERSIONS[version][1]
+    return 2 * (2**POOLS - 1) + kernel
+
+
+def pool_stride(stage: nn.Sequential) -> int:
+    return math.prod(m.stride for m in stage if isinstance(m, nn.MaxPool2d))
 
 
 class SqueezeNet(LightNet):
@@ -105,7 +121,7 @@ class SqueezeNet(LightNet):
     ):
         if version not in VERSIONS:
             raise ConfigError(f"version must be one of {sorted(VERSIONS)}, got {version!r}")
-        stem_channels, k, make_stages, min_input = VERSIONS[version]
+        stem_channels, k, make_stages = VERSIONS[version]
         stages = make_stages()
         stem = nn.Sequential(
             OrderedDict(
@@ -127,10 +143,10 @@ class SqueezeNet(LightNet):
             num_classes=num_classes,
             num_features=NUM_FEATURES,
             stage_channels=[stage[-1].out_channels for stage in stages],
-            stage_strides=(2, 2, 2),
+            stage_strides=[pool_stride(stage) for stage in stages],
             stem_stride=1 if small_input else 2,
             drop_rate=drop_rate,
-            min_input=8 if small_input else min_input,
+            min_input=None if small_input else min_input(version),  # None: the total stride
         )
         self.version = version
         init_weights(self)
@@ -168,7 +184,7 @@ SQUEEZENET_NOTE = (
         paper="arXiv:1602.07360",
         params_m=1.25,
         top1=57.5,
-        min_input=21,
+        min_input=min_input("1_0"),
         ref_params=1248424,
         ref_macs_m=818.92,
         ref_source="models.json: torchvision.squeezenet1_0 [measured]",
@@ -186,7 +202,7 @@ def squeezenet_1_0(**kwargs) -> SqueezeNet:
         paper="arXiv:1602.07360",
         params_m=1.24,
         top1=57.5,
-        min_input=17,
+        min_input=min_input("1_1"),
         ref_params=1235496,
         ref_macs_m=349.15,
         ref_source="models.json: torchvision.squeezenet1_1 [measured]",

@@ -43,7 +43,7 @@ from lightnets.blocks.vg_blocks import (
 from lightnets.errors import ConfigError
 from lightnets.layers.activations import get_act
 from lightnets.layers.fixed import FixedDepthwiseConv2d
-from lightnets.models._common import LightNet, init_weights
+from lightnets.models._common import BlockSite, LightNet, StageRow, build_stages, init_weights
 from lightnets.registry import ModelCard, register_model
 
 PAPER = "arXiv:2207.10318"
@@ -104,16 +104,19 @@ class VGNet(LightNet):
         drop_rate: float = 0.0,
     ):
         act_layer = get_act(act)
-        first = 1 if small_input else 2
-        strides = (first, 2, 2, 2)
+        first = 1 if small_input else 2  # stem and first stage; see `small_input` above
         stem = conv_act_norm(in_chans, size.stem, 3, first, act_layer)
-        block = partial(DownsamplingBlock, se_ratio=se_ratio, act_layer=act_layer)
+        downsample = partial(DownsamplingBlock, se_ratio=se_ratio, act_layer=act_layer)
         half = partial(HalfIdentityBlock, kernels=kernels, se_ratio=se_ratio, act_layer=act_layer)
-        stages, c = [], size.stem
-        for out, n, s in zip(size.out, size.n, strides):
-            blocks = [block(c, out, s, downsampling), *(half(out) for _ in range(n - 1))]
-            stages.append(nn.Sequential(*blocks))
-            c = out
+
+        def block(row: StageRow, site: BlockSite) -> nn.Module:
+            if site.repeat == 0:
+                return downsample(site.in_channels, site.out_channels, site.stride, downsampling)
+            return half(site.out_channels)
+
+        rows = [StageRow(n, out, s) for n, out, s in zip(size.n, size.out, (first, 2, 2, 2))]
+        stages = build_stages(rows, size.stem, block)
+        c = stages.out_channels
         if kernels == "learned":
             dw = SharedDepthwiseConv2d(c, head_dw_groups)
         else:  # VGNetF: fixed kernels there too, with a BN as in the half-identity blocks
@@ -123,16 +126,15 @@ class VGNet(LightNet):
         head = nn.Sequential(OrderedDict(dw=dw, pw=conv_act_norm(c, c, 1, 1, act_layer)))
         super().__init__(
             stem,
-            nn.Sequential(*stages),
+            stages.sequential(),
             head,
             in_chans=in_chans,
             num_classes=num_classes,
             num_features=c,
-            stage_channels=size.out,
-            stage_strides=strides,
+            stage_channels=stages.channels,
+            stage_strides=stages.strides,
             stem_stride=first,
             drop_rate=drop_rate,
-            min_input=8 if small_input else 32,
         )
         init_weights(self)
 
@@ -186,7 +188,7 @@ VARIANTS = (
 
 @dataclass(frozen=True)
 class Reference:
-    cvm: str  # the cv-models builder name (registered here as an alias)
+    cvm: str  # the cv-models builder name (an alias too, unless it names another variant here)
     params: int  # trainable parameters of cv-models at commit cd54816
     macs_m: float  # conv+linear MACs at 224 (FlopCounterMode flops / 2)
 
@@ -239,6 +241,20 @@ def vgnet(variant: Variant, **kwargs) -> VGNet:
     )
 
 
+def _aliases(variant: Variant) -> tuple[str, ...]:
+    """The name without the family underscore (vgnet_g_1_0mp -> vgnetg_1_0mp), and the cv-models
+    name where that differs and names no other variant here.
+
+    The two agree except for VGNetF: cd54816 calls the edge model `vgnete_1_5mp` (a second alias
+    of vgnet_f_1_5mp) and the edge + Gaussian one `vgnetf_1_5mp`, a name that must mean
+    vgnet_f_1_5mp here; the Gaussian variant keeps its cv-models name in the card only.
+    """
+    short = variant.name.replace("vgnet_", "vgnet", 1)
+    taken = {v.name.replace("vgnet_", "vgnet", 1) for v in VARIANTS}
+    cvm = REFERENCES[variant.name].cvm
+    return (short,) if cvm == short or cvm in taken else (short, cvm)
+
+
 def _card(variant: Variant) -> ModelCard:
     ref = REFERENCES[variant.name]
     if variant.kernels == "learned":
@@ -246,6 +262,8 @@ def _card(variant: Variant) -> ModelCard:
         note = CD54816.format(head=f"{9 * (c - c // 8):,}")
     else:
         note = F_NOTE
+    if ref.cvm not in _aliases(variant):
+        note += f"cv-models calls this model {ref.cvm}; here that name is another variant's. "
     if ref.cvm == "vgnetc_1_5mp":
         note += "(HEAD has no vgnetc_1_5mp; the same options apply.) "
     if variant.name in REPO_TOP1:
@@ -264,7 +282,7 @@ def _card(variant: Variant) -> ModelCard:
         ref_source=source,
         min_input=32,
         note=(note + MACS).strip(),
-        aliases=(ref.cvm,),
+        aliases=_aliases(variant),
     )
 
 

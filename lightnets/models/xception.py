@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 from torch import nn
 
@@ -29,16 +29,17 @@ from lightnets.blocks import XceptionBlock
 from lightnets.blocks.xception_block import SeparableConv2d
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct
-from lightnets.models._common import LightNet, init_weights
+from lightnets.models._common import BlockSite, LightNet, build_stages, init_weights
 from lightnets.registry import INCEPTION_MEAN, INCEPTION_STD, ModelCard, register_model
 
 
 @dataclass(frozen=True)
 class XceptionRow:
-    n: int  # blocks
-    out: int
+    n: int  # blocks in this row; only the first uses stride s
+    out: int  # output channels
+    s: int  # stride of the first block
     reps: int  # separable convs per block
-    s: int  # stride of each block
+    _: KW_ONLY
     relu_first: bool = True  # False for the first block: the stem already ends in ReLU
     grow_first: bool = True  # widen in the first separable conv (else the last)
 
@@ -49,13 +50,13 @@ class XceptionRow:
 
 # fmt: off
 # Fig. 5; one stage per row (the entry-flow blocks each halve the resolution).
-#            n  out   reps s  relu_first grow_first
+#               n   out  s  reps
 XCEPTION = (
-    XceptionRow(1, 128,  2, 2, False),             # entry flow
-    XceptionRow(1, 256,  2, 2),
-    XceptionRow(1, 728,  2, 2),
-    XceptionRow(8, 728,  3, 1),                    # middle flow, repeated 8 times
-    XceptionRow(1, 1024, 2, 2, True, False),       # exit flow
+    XceptionRow(1,  128, 2, 2, relu_first=False),  # entry flow
+    XceptionRow(1,  256, 2, 2),
+    XceptionRow(1,  728, 2, 2),
+    XceptionRow(8,  728, 1, 3),                    # middle flow, repeated 8 times
+    XceptionRow(1, 1024, 2, 2, grow_first=False),  # exit flow
 )
 # fmt: on
 STEM = (32, 64)  # the two entry-flow convs
@@ -93,23 +94,15 @@ class Xception(LightNet):
                 conv=nn.Conv2d(STEM[0], STEM[1], 3, bias=False),
             ),
         )
-        stages, in_channels = [], STEM[1]
-        for row in XCEPTION:
-            blocks = []
-            for _ in range(row.n):
-                blocks.append(
-                    XceptionBlock(
-                        in_channels,
-                        row.out,
-                        row.reps,
-                        row.s,
-                        start_with_relu=row.relu_first,
-                        grow_first=row.grow_first,
-                        norm_layer=norm_layer,
-                    )
-                )
-                in_channels = row.out
-            stages.append(nn.Sequential(*blocks))
+
+        def block(row: XceptionRow, site: BlockSite) -> XceptionBlock:
+            return XceptionBlock(
+                site.in_channels, site.out_channels, row.reps, site.stride,
+                start_with_relu=row.relu_first, grow_first=row.grow_first, norm_layer=norm_layer,
+            )  # fmt: skip
+
+        stages = build_stages(XCEPTION, STEM[1], block)
+        in_channels = stages.out_channels
         head = nn.Sequential(
             OrderedDict(
                 sep1=nn.Sequential(
@@ -124,16 +117,15 @@ class Xception(LightNet):
         )
         super().__init__(
             stem,
-            nn.Sequential(*stages),
+            stages.sequential(),
             head,
             in_chans=in_chans,
             num_classes=num_classes,
             num_features=HEAD[1],
-            stage_channels=[row.out for row in XCEPTION],
-            stage_strides=[row.s for row in XCEPTION],
+            stage_channels=stages.channels,
+            stage_strides=stages.strides,
             stem_stride=1 if small_input else 2,
             drop_rate=drop_rate,
-            min_input=16 if small_input else 32,
         )
         init_weights(self)
 
