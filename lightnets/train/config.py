@@ -26,6 +26,7 @@ SCHEDULES = ("cosine", "step", "constant")
 AUGMENTS = ("none", "autoaugment", "randaugment")
 AMP = ("auto", "none", "bf16", "fp16")
 DATASETS = ("auto", "folder", "cifar10", "cifar100", "digits")
+TRAIN_CROPS = ("auto", "resize", "pad")
 
 # flags that may differ from the saved config when resuming; anything else would change the run
 RESUME_OVERRIDES = frozenset(
@@ -61,7 +62,15 @@ class TrainConfig:
     in_chans: int = _f(3, "input channels: 3 (RGB) or 1 (grayscale)", choices=(1, 3))
     crop_pct: float | None = _f(None, "eval resize = img_size / crop_pct (default: model card)")
     val_split: float = _f(0.2, "share of train held out when the data has no val split")
-    scale: tuple[float, float] = _f((0.08, 1.0), "RandomResizedCrop area range")
+    train_crop: str = _f(
+        "auto",
+        "training crop: resize (RandomResizedCrop over --scale), pad (pad by img_size/8, random "
+        "crop: keeps the whole object of a small image), auto (pad for images <= 64 px)",
+        choices=TRAIN_CROPS,
+    )
+    scale: tuple[float, float] | None = _f(
+        None, "RandomResizedCrop area range (default: 0.08 1.0, ImageNet's)"
+    )
     hflip: float = _f(0.5, "horizontal flip probability")
     color_jitter: float = _f(0.0, "brightness/contrast/saturation jitter strength (0: off)")
     augment: str = _f("none", "policy augmentation", choices=AUGMENTS)
@@ -69,7 +78,14 @@ class TrainConfig:
     randaugment_m: int = _f(9, "RandAugment: magnitude 0..10")
     mixup: float = _f(0.0, "mixup alpha (0: off)")
     cutmix: float = _f(0.0, "cutmix alpha (0: off); with mixup, one of them per batch")
-    workers: int = _f(2, "DataLoader worker processes per rank")
+    workers: int | None = _f(
+        None, "DataLoader worker processes per rank (default: 0 when images are cached, else 2)"
+    )
+    cache_images: str = _f(
+        "auto",
+        "keep the decoded images in memory (auto: when they take under a quarter of the RAM)",
+        choices=("auto", "on", "off"),
+    )
     strict: bool = _f(False, "fail on the first unreadable image instead of skipping it")
     # --- model
     model: str = _f("mobilenet_v2_w035", "registered model name (`lightnets models`)")
@@ -136,8 +152,9 @@ class TrainConfig:
             "min_lr",
             "clip_grad",
         ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if value is not None and value < 0:  # None: chosen later (workers)
+                raise ConfigError(f"--{_flag(name)} must be >= 0, got {value!r}")
         for name in ("label_smoothing", "ema_decay", "momentum", "rmsprop_decay"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)!r}")
@@ -145,7 +162,7 @@ class TrainConfig:
             raise ConfigError(f"--hflip must be in [0, 1], got {self.hflip!r}")
         if not 0.0 < self.val_split < 1.0:
             raise ConfigError(f"--val-split must be in (0, 1), got {self.val_split!r}")
-        lo, hi = self.scale
+        lo, hi = self.scale or (0.08, 1.0)
         if not 0.0 < lo <= hi <= 1.0:
             raise ConfigError(f"--scale must satisfy 0 < min <= max <= 1, got {self.scale!r}")
         if self.lr is not None and self.lr <= 0:
@@ -189,12 +206,11 @@ def _fields() -> dict[str, dataclasses.Field]:
 
 
 def _base_type(hint) -> type:
-    """int for `int | None`, tuple for `tuple[float, float]`."""
+    """int for `int | None`, tuple for `tuple[float, float]` and `tuple[float, float] | None`."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        return tuple
-    return args[0] if args and origin is not None else hint
+    if typing.get_origin(hint) is not tuple and len(args) == 1:  # X | None
+        hint = args[0]
+    return tuple if typing.get_origin(hint) is tuple else hint
 
 
 def _coerce(values: dict, where: str) -> dict:

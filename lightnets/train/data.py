@@ -9,8 +9,8 @@ batches it would have seen. Unreadable images are skipped and reported, or with 
 
 from __future__ import annotations
 
-import os
 import random
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,20 +21,12 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from lightnets.errors import ConfigError
 from lightnets.train.datasets import cifar_root, load_cifar, load_digits, read_cifar_names
-from lightnets.train.transforms import to_uint8_tensor
-
-IMAGE_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".gif",
-    ".webp",
-    ".tif",
-    ".tiff",
-    ".ppm",
-    ".pgm",
+from lightnets.train.folders import (
+    class_dirs,
+    scan_folder,
+    stratified_split,
 )
+from lightnets.train.transforms import to_uint8_tensor
 
 # per-format defaults, layered under recipes and flags (config.resolve_config)
 PRESETS = {
@@ -77,6 +69,8 @@ class Splits:
     val: Dataset
     class_names: list[str]
     skipped: list[str] = field(default_factory=list)  # "path: reason" found while scanning
+    train_stats: object = None  # policy.ImageStats of the readable training images
+    val_stats: object = None
 
 
 class ImageDataset(Dataset):
@@ -103,12 +97,32 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def preload(self, threads: int = 4) -> None:
+        """Decode every image file once into memory (uint8 arrays in `mode`), so that epochs
+        re-read no file. A file that fails to decode stays None here and is reported when read."""
+        if self.arrays is not None or self.paths is None:
+            return
+
+        def decode(path):
+            try:
+                return np.asarray(self._open(path))
+            except Exception:  # reported (or raised with --strict) by __getitem__ instead
+                return None
+
+        with ThreadPoolExecutor(threads) as pool:  # PIL decodes without holding the GIL
+            self.arrays = list(pool.map(decode, self.paths))
+
     def load(self, index: int):
         from PIL import Image
 
-        if self.arrays is not None:
+        if self.arrays is not None and self.arrays[index] is not None:
             return Image.fromarray(self.arrays[index]).convert(self.mode)
-        with Image.open(self.paths[index]) as img:
+        return self._open(self.paths[index])
+
+    def _open(self, path: str):
+        from PIL import Image
+
+        with Image.open(path) as img:
             img.load()
             # palette images with transparency go through RGBA so the alpha is dropped cleanly
             if img.mode == "P" and "transparency" in img.info:
@@ -272,6 +286,8 @@ def open_splits(
             ImageDataset(labels[train_idx], train_transform, arrays=images[train_idx], **kw),
             ImageDataset(labels[val_idx], eval_transform, arrays=images[val_idx], **kw),
             names,
+            train_stats=_array_stats(images[train_idx]),
+            val_stats=_array_stats(images[val_idx]),
         )
     if fmt in ("cifar10", "cifar100"):
         root = cifar_root(Path(data), fmt)
@@ -282,82 +298,41 @@ def open_splits(
             ImageDataset(ytr, train_transform, arrays=xtr, **kw),
             ImageDataset(yva, eval_transform, arrays=xva, **kw),
             names,
+            train_stats=_array_stats(xtr),
+            val_stats=_array_stats(xva),
         )
     root = Path(data)
     train_dir = root / "train"
     if not train_dir.is_dir():
         raise FileNotFoundError(f"--data {data}: expected {train_dir}/<class>/<images>")
+    from lightnets.train.policy import ImageStats
+
     names = class_dirs(train_dir)
-    paths, labels, skipped = scan_folder(train_dir, names, strict)
+    train_stats, val_stats = ImageStats(), ImageStats()
+    paths, labels, skipped = scan_folder(train_dir, names, strict, train_stats)
     if (root / "val").is_dir():
-        vpaths, vlabels, vskipped = scan_folder(root / "val", names, strict)
+        vpaths, vlabels, vskipped = scan_folder(root / "val", names, strict, val_stats)
         skipped += vskipped
     else:
         tr, va = stratified_split(np.array(labels), val_split, seed=0)
         vpaths, vlabels = [paths[i] for i in va], [labels[i] for i in va]
         paths, labels = [paths[i] for i in tr], [labels[i] for i in tr]
+        sizes, val_stats = train_stats.sizes, ImageStats(modes=train_stats.modes)
+        train_stats = ImageStats([sizes[i] for i in tr], train_stats.modes)
+        val_stats.sizes = [sizes[i] for i in va]
     return Splits(
         ImageDataset(labels, train_transform, paths=paths, **kw),
         ImageDataset(vlabels, eval_transform, paths=vpaths, **kw),
         names,
         skipped,
+        train_stats,
+        val_stats,
     )
 
 
-def class_dirs(root: Path) -> list[str]:
-    names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
-    if not names:
-        raise FileNotFoundError(f"{root}: no class sub-directories")
-    return names
+def _array_stats(images: np.ndarray):
+    from lightnets.train.policy import ImageStats
 
-
-def _check_image(path: str) -> str | None:
-    """Why `path` is not an image PIL can open (header only), or None."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.verify()
-    except Exception as err:
-        return f"{path}: {type(err).__name__}: {err}"
-    return None
-
-
-def scan_folder(root: Path, class_names: list[str], strict: bool = False):
-    """(paths, labels, skipped) of root/<class>/** images; classes outside `class_names` fail."""
-    extra = sorted(set(class_dirs(root)) - set(class_names))
-    if extra:
-        raise ConfigError(f"{root}: classes {extra} are not in the training classes")
-    paths, labels = [], []
-    for label, name in enumerate(class_names):
-        folder = root / name
-        if not folder.is_dir():
-            continue
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames.sort()
-            for f in sorted(filenames):
-                if f.lower().endswith(IMAGE_EXTENSIONS):
-                    paths.append(os.path.join(dirpath, f))
-                    labels.append(label)
-    if not paths:
-        raise FileNotFoundError(f"{root}: no images ({', '.join(IMAGE_EXTENSIONS)})")
-    with ThreadPoolExecutor(8) as pool:  # file headers: I/O bound
-        problems = list(pool.map(_check_image, paths))
-    bad = [p for p in problems if p]
-    if bad and strict:
-        raise ConfigError(f"unreadable image {bad[0]} (drop --strict to skip it)")
-    keep = [i for i, p in enumerate(problems) if p is None]
-    return [paths[i] for i in keep], [labels[i] for i in keep], bad
-
-
-def stratified_split(labels: np.ndarray, val_share: float, seed: int = 0):
-    """Deterministic (train_idx, val_idx): `val_share` of every class, at least one, to val."""
-    labels = np.asarray(labels)
-    gen = np.random.default_rng(seed)
-    train, val = [], []
-    for c in np.unique(labels):
-        idx = gen.permutation(np.flatnonzero(labels == c))
-        k = max(1, round(len(idx) * val_share)) if len(idx) > 1 else 0
-        val.extend(idx[:k])
-        train.extend(idx[k:])
-    return np.sort(np.array(train, dtype=int)), np.sort(np.array(val, dtype=int))
+    n, h, w = images.shape[:3]
+    mode = "L" if images.ndim == 3 or images.shape[-1] == 1 else "RGB"
+    return ImageStats([(w, h)] * n, Counter({mode: n}))

@@ -76,6 +76,7 @@ class Run:
     on_step: Callable[[nn.Module, int], None] | None = None
     criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
     skipped_at_scan: list[str] = field(default_factory=list)  # unreadable files found up front
+    header: list[str] = field(default_factory=list)  # what was chosen for the user, and why
 
     @property
     def device(self) -> torch.device:

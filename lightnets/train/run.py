@@ -30,8 +30,9 @@ from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.files import write_text
 from lightnets.train import checkpoint as ckpt
 from lightnets.train import data as data_mod
-from lightnets.train import distributed, optim, report
+from lightnets.train import distributed, optim, policy, report
 from lightnets.train.config import TrainConfig, absolute_paths, dump_toml
+from lightnets.train.folders import probe_side
 from lightnets.train.loop import Progress, Run, TrainResult, fit
 from lightnets.train.transforms import eval_transform, train_transform
 
@@ -48,6 +49,7 @@ class Plan:
     class_names: list[str]
     run_dir: Path
     resume: tuple | None  # (dir, state, weights, notes) from checkpoint.resume_checkpoint
+    header: list[str] = dataclasses.field(default_factory=list)  # choices made for the user
 
     @property
     def num_classes(self) -> int:
@@ -71,7 +73,12 @@ def check(cfg: TrainConfig, model: nn.Module | None = None) -> Plan:
     run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     resume = _check_run_dir(cfg, run_dir, names)
-    return Plan(cfg, device, card, preprocessing(cfg, card), fmt, names, run_dir, resume)
+    native = probe_side(cfg.data, fmt) if cfg.img_size is None and not cfg.resume else None
+    chosen = policy.choose(cfg, card, native)
+    header = policy.describe(chosen, cfg, native)
+    plan = Plan(chosen, device, card, preprocessing(chosen, card), fmt, names, run_dir, resume)
+    plan.header = header
+    return plan
 
 
 def _check_flags(cfg: TrainConfig, world_size: int, device: torch.device) -> None:
@@ -167,8 +174,9 @@ def small_input(cfg: TrainConfig, img_size: int) -> bool:
     return wants_small_input(img_size, cfg.small_input)
 
 
-def open_data(plan: Plan, is_main: bool) -> data_mod.Splits:
-    """Train and val datasets; unreadable images found while scanning are reported (rank 0)."""
+def open_data(plan: Plan, is_main: bool) -> tuple[data_mod.Splits, TrainConfig]:
+    """Train and val datasets (decoded into memory when they fit), and the config with the
+    worker count decided; unreadable images found while scanning are reported (rank 0)."""
     cfg, pre = plan.cfg, plan.pre
     tf_train = train_transform(
         pre.img_size,
@@ -178,6 +186,7 @@ def open_data(plan: Plan, is_main: bool) -> data_mod.Splits:
         cfg.augment,
         cfg.randaugment_n,
         cfg.randaugment_m,
+        crop=cfg.train_crop,
     )
     splits = data_mod.open_splits(
         cfg.data,
@@ -191,7 +200,18 @@ def open_data(plan: Plan, is_main: bool) -> data_mod.Splits:
     )
     if is_main:
         report.skipped_images(splits.skipped)
-    return splits
+    mode = "L" if cfg.in_chans == 1 else "RGB"
+    for split, stats in (("train", splits.train_stats), ("val", splits.val_stats)):
+        plan.header += policy.data_notes(stats, pre.img_size, mode, split)
+    plan.header += policy.split_notes(splits.class_names, splits.train.labels, splits.val.labels)
+    cache, line = policy.cache_decision(cfg, splits.train_stats + splits.val_stats, cfg.in_chans)
+    if cache:
+        splits.train.preload()
+        splits.val.preload()
+    if cfg.workers is None:  # decoding is the work workers do; without it they only add IPC
+        cfg = dataclasses.replace(cfg, workers=0 if cache else 2)
+    plan.header.append(f"{line}; {cfg.workers} DataLoader worker(s)")
+    return splits, cfg
 
 
 def make_loaders(cfg: TrainConfig, splits: data_mod.Splits, dist: distributed.DistInfo):
@@ -237,14 +257,13 @@ def build_run(
 ) -> Run:
     """Everything `fit` needs; `model` replaces the registry model (tests, custom networks)."""
     plan = check(cfg, model)
-    cfg = plan.cfg
+    torch.manual_seed(plan.cfg.seed)  # the weights' initialisation
+    torch.use_deterministic_algorithms(plan.cfg.deterministic, warn_only=True)
+    model = prepare_model(plan, model)
+    dist = distributed.setup(plan.cfg.device)
+    splits, cfg = open_data(plan, dist.is_main)
     if plan.device.type == "cpu":
         torch.set_num_threads(distributed.cpu_threads(cfg.threads, cfg.workers))
-    torch.manual_seed(cfg.seed)  # the weights' initialisation
-    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
-    model = prepare_model(plan, model)
-    dist = distributed.setup(cfg.device)
-    splits = open_data(plan, dist.is_main)
     train_loader, val_loader = make_loaders(cfg, splits, dist)
     model = place_model(cfg, model, dist)
     optimizer = optim.build_optimizer(cfg, model)
@@ -271,6 +290,7 @@ def build_run(
         on_step=on_step,
         criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
         skipped_at_scan=splits.skipped,
+        header=plan.header,
     )
     if plan.resume is not None:
         _, state, weights, notes = plan.resume
@@ -312,6 +332,8 @@ def train(
         run = build_run(cfg, model, on_step)
         if run.dist.is_main:
             print(describe(run, cfg.model if model is None else type(model).__name__), flush=True)
+            for line in run.header:
+                print(f"  {line}", flush=True)
         return fit(run)
     finally:
         distributed.cleanup()

@@ -68,6 +68,33 @@ class RandomResizedCrop:
         return f"RandomResizedCrop({self.size}, scale={self.scale})"
 
 
+def pad_for(size: int) -> int:
+    """Padding of RandomPadCrop: 1/8 of the side (4 px at 32, CIFAR's usual)."""
+    return max(1, size // 8)
+
+
+class RandomPadCrop:
+    """Pad by `pad` pixels of black on every side, then a random size x size crop (the image is
+    first resized to size x size if it is not already): shifts of up to `pad` px that keep the
+    whole object, the standard augmentation of small-image training (CIFAR)."""
+
+    def __init__(self, size: int, pad: int):
+        self.size, self.pad = size, pad
+        self.fit = ResizeCenterCrop(size, 1.0)
+
+    def __call__(self, img, rng):
+        from PIL import ImageOps
+
+        if img.size != (self.size, self.size):
+            img = self.fit(img)
+        img = ImageOps.expand(img, self.pad, fill=0)
+        x, y = rng.randint(0, 2 * self.pad), rng.randint(0, 2 * self.pad)
+        return img.crop((x, y, x + self.size, y + self.size))
+
+    def __repr__(self):
+        return f"RandomPadCrop({self.size}, pad={self.pad})"
+
+
 class RandomHorizontalFlip:
     def __init__(self, p: float = 0.5):
         self.p = p
@@ -267,14 +294,16 @@ def train_transform(
     augment="none",
     randaugment_n=2,
     randaugment_m=9,
+    crop: str = "resize",
 ) -> Compose:
+    """crop: "resize" (RandomResizedCrop over `scale`) or "pad" (RandomPadCrop by size / 8)."""
     policy = {
         "none": None,
         "autoaugment": AutoAugment(),
         "randaugment": RandAugment(randaugment_n, randaugment_m),
     }[augment]
     return Compose(
-        RandomResizedCrop(size, scale),
+        RandomPadCrop(size, pad_for(size)) if crop == "pad" else RandomResizedCrop(size, scale),
         RandomHorizontalFlip(hflip) if hflip > 0 else None,
         policy,
         ColorJitter(color_jitter) if color_jitter > 0 else None,
