@@ -8,7 +8,8 @@ project's torch build cannot load: run this from an environment with torch + tor
 lightnets installed with `pip install --no-deps -e .`).
 
     python benchmarks/train_step.py                             # 224 px, batch 16, vs timm
-    python benchmarks/train_step.py --size 32 --batch 64 --small-input --variants eager channels_last
+    python benchmarks/train_step.py --size 32 --batch 64 --small-input \
+        --variants eager channels_last
 """
 
 from __future__ import annotations

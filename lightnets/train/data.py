@@ -32,17 +32,15 @@ from lightnets.train.transforms import to_uint8_tensor
 PRESETS = {
     "digits": {  # the no-argument demo: about a minute on 2 CPU cores
         "img_size": 32,
-        "crop_pct": 1.0,
-        "scale": (0.7, 1.0),
-        "hflip": 0.0,
+        "hflip": 0.0,  # digits are not mirror-symmetric
         "batch_size": 64,
         "epochs": 8,
         "lr_base": 0.1,
         "warmup_epochs": 1.0,
         "label_smoothing": 0.1,
     },
-    "cifar10": {"img_size": 32, "crop_pct": 1.0, "scale": (0.35, 1.0)},
-    "cifar100": {"img_size": 32, "crop_pct": 1.0, "scale": (0.35, 1.0)},
+    "cifar10": {"img_size": 32},  # 32-px images: the small-image defaults (policy.py)
+    "cifar100": {"img_size": 32},
     "folder": {},
 }
 
