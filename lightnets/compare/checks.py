@@ -1,0 +1,141 @@
+"""Every input check of a comparison, run before anything is written: model names and input
+size, training flags compare passes through (or owns), the output directory."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lightnets.compare import variants
+from lightnets.compare.spec import CompareSpec
+from lightnets.errors import ConfigError, UnknownNameError
+
+# flags of `lightnets train` that compare sets itself: (flag, the compare option to use)
+OWNED = {
+    "--model": "MODEL arguments", "--data": "--data", "--img-size": "--img-size",
+    "--seed": "--seeds", "--run-dir": "-o", "--resume": "re-running the same command",
+    "--epochs": "--epochs", "--recipe": "--recipe", "--threads": "--cpus-per-trial",
+    "--device": "--gpus-per-trial", "--workers": "--workers", "--progress": "--no-progress",
+    "--no-progress": "--no-progress", "--deterministic": "--no-deterministic",
+    "--no-deterministic": "--no-deterministic", "--stop-at-epoch": "(not supported)",
+}  # fmt: skip
+
+Event = Callable[[str, "str | None", dict], None]
+
+
+# ------------------------------------------------------------------------------ input checks
+
+
+def train_flag_arity() -> dict[str, int]:
+    """flag -> number of values, read from `lightnets train --help`: the CLI is the interface
+    trials rely on, not lightnets.train's internals."""
+    from lightnets.cli import main as cli_main
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):
+        cli_main(["train", "--help"])
+    arity = {}
+    for line in text.getvalue().splitlines():
+        if not line.startswith("  -"):  # an option's own line, not usage or wrapped help
+            continue
+        head = re.split(r"\s{2,}", line.strip())[0]  # "--scale MIN MAX", "--strict, --no-strict"
+        for part in head.split(", "):
+            flag, *metavars = part.split()
+            if flag.startswith("--"):
+                arity[flag] = len(metavars)
+    return arity
+
+
+def check_train_args(train_args: Sequence[str]) -> tuple[str, ...]:
+    known = None
+    for token in train_args:
+        if not token.startswith("--"):
+            continue
+        flag = token.split("=", 1)[0]
+        if flag in OWNED:
+            raise ConfigError(f"{flag} is set by compare for every trial; use {OWNED[flag]}")
+        known = known or train_flag_arity()
+        if flag not in known:
+            import difflib
+
+            close = difflib.get_close_matches(flag, sorted(known), n=2)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise UnknownNameError(f"unknown lightnets train flag {flag!r}{hint}")
+    return tuple(train_args)
+
+
+def resolve_models(models: Sequence[str]) -> tuple[str, ...]:
+    """Canonical registered names (or study-network names, lightnets.compare.variants);
+    UnknownNameError with close matches, ConfigError for an empty list or a repeated model."""
+    if not models:
+        raise ConfigError("name at least one model to compare")
+    names = tuple(variants.canonical(m) for m in models)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"model {repeated[0]!r} is named twice")
+    return names
+
+
+def _small_input(train_args: Sequence[str]) -> bool | None:
+    flags = [a for a in train_args if a in ("--small-input", "--no-small-input")]
+    return None if not flags else flags[-1] == "--small-input"
+
+
+def resolve_img_size(models: Sequence[str], data: str, img_size: int | None) -> int:
+    if img_size is not None:
+        if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
+            raise ConfigError(f"--img-size must be a positive integer, got {img_size!r}")
+        return img_size
+    if data == "digits":
+        return 32
+    sizes = {variants.card(m).input_size for m in models}
+    if len(sizes) > 1:
+        raise ConfigError(
+            f"the models' cards disagree on the input size ({sorted(sizes)}); pass --img-size"
+        )
+    return sizes.pop()
+
+
+def check_input_size(models: Sequence[str], img_size: int, classes: int, train_args=()) -> None:
+    """Build each model as its trial will (stride-1 stem for images of 64 px or less) and refuse
+    one that cannot take `img_size` images, naming it and its smallest input."""
+    from lightnets.checkpoints import wants_small_input
+
+    small = wants_small_input(img_size, _small_input(train_args))
+    for name in models:
+        kwargs = {"num_classes": classes, **({"small_input": True} if small else {})}
+        try:
+            model = variants.create(name, **kwargs)
+        except ConfigError as err:
+            raise ConfigError(f"{name} cannot be built for {img_size} px images: {err}") from None
+        smallest = getattr(model, "min_input", None) or variants.card(name).min_input
+        if img_size < smallest:
+            raise ConfigError(
+                f"{name} cannot take {img_size} px images (min_input {smallest}); "
+                "use a larger --img-size or another model"
+            )
+
+
+def check_output(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"-o {out}: not a directory")
+    target = out if out.exists() else out.parent
+    if not target.is_dir():
+        raise FileNotFoundError(f"-o {out}: directory {target} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as err:
+        raise PermissionError(f"-o {out}: cannot write in {target} ({err.strerror})") from None
+
+
+def default_output(spec: CompareSpec) -> Path:
+    """runs/compare-<hash of the settings>: the same command finds the same directory."""
+    key = json.dumps([spec.models, spec.seeds, [getattr(spec, k) for k in CompareSpec.SAME]])
+    return Path("runs") / f"compare-{hashlib.sha1(key.encode()).hexdigest()[:8]}"

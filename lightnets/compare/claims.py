@@ -1,0 +1,86 @@
+"""What every study shares: scales (width, input size, budget, seeds), the evidence a finished
+comparison gives, and claims with their verdicts (supports / contradicts / inconclusive)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lightnets.compare import stats
+from lightnets.compare.stats import INCONCLUSIVE, Summary
+
+MIXCONV, VGNET = "MixConv arXiv:1907.09595", "VGNet arXiv:2207.10318"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big a study runs; explicit compare options override these."""
+
+    epochs: int
+    seeds: int
+    img_size: int
+    images_per_class: int | None  # None: every image
+    width: float  # width multiplier of the MobileNet study networks
+    kernels: tuple[int, ...]  # kernel sizes of the MixConv studies
+    every_model: bool  # False: only the networks each claim needs once (tiny)
+    recipe_mixconv: str | None = None  # the MixConv studies' recipe (VGNet's is not reproduced)
+
+
+#                 epochs seeds img  per-class width  kernels               every  recipe
+SCALES = {
+    "tiny":  Scale(1,    1,    32,  16,       0.35,  (3, 5, 7),            False),
+    "small": Scale(15,   3,    32,  None,     0.5,   (3, 5, 7, 9),         True),
+    "paper": Scale(350,  3,    224, None,     1.0,   (3, 5, 7, 9, 11, 13), True,  "mixnet"),
+}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+class Evidence:
+    """Per-seed accuracy and exact costs of a finished comparison, by model."""
+
+    def __init__(self, result: dict):
+        self.trials = result["trials"]
+        self.rows = {r["model"]: r for r in result["models"]}
+
+    def acc(self, model: str) -> Summary:
+        return stats.summarize([t["acc"] for t in self.trials if t["model"] == model])
+
+    def cost(self, model: str, key: str) -> float | None:
+        return self.rows.get(model, {}).get(key)
+
+    def has(self, *models: str) -> bool:
+        return all(self.acc(m).n for m in models)
+
+
+def claim(text: str, source: str, verdict: str, evidence: str) -> dict:
+    return {"claim": text, "source": source, "verdict": verdict, "evidence": evidence}
+
+
+def _higher(ev: Evidence, a: str, b: str) -> tuple[str, str]:
+    """(verdict, evidence) for "a more accurate than b"."""
+    if not ev.has(a, b):
+        return INCONCLUSIVE, f"{a} or {b} has no finished trial"
+    verdict, d = stats.higher_verdict(ev.acc(a), ev.acc(b))
+    return verdict, f"{a} {ev.acc(a).text()} vs {b} {ev.acc(b).text()} %: {d.text(' pts')}"
+
+
+def _fewer(ev: Evidence, a: str, b: str, key: str = "macs_m") -> tuple[str, str]:
+    """(verdict, evidence) for "a costs less than b" in an exact count."""
+    x, y = ev.cost(a, key), ev.cost(b, key)
+    if x is None or y is None:
+        return INCONCLUSIVE, f"no {key} for {a} or {b}"
+    unit = {"macs_m": "M MACs", "params_m": "M params"}[key]
+    return stats.exact_verdict(x < y), f"{a} {x:.2f} vs {b} {y:.2f} {unit}"
+
+
+def _combined(text: str, source: str, parts: Sequence[tuple[str, str]], note: str = "") -> dict:
+    verdict = stats.combine([v for v, _ in parts])
+    evidence = "; ".join(f"[{v}] {e}" for v, e in parts)
+    if note and verdict == INCONCLUSIVE:
+        evidence += f" ({note})"
+    return claim(text, source, verdict, evidence)
+
+
+NOISE_NOTE = "within noise or one seed: consistent with the claim, not evidence for it"

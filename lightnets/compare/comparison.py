@@ -1,0 +1,288 @@
+"""`compare(models, data, ...)`: every model x seed trained the same way, scheduled by Ray Tune,
+gathered into one table.
+
+Order of work: every input check (model names, input size, data, seeds, training flags, output
+directory, Ray and its address) runs before anything is written; then OUT/compare.json, the trial
+plan (finished trials reused, interrupted ones resumed), the sweep, the costs, and the results
+(results.json, results.md, results.csv, pareto.png, curves.png).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lightnets.compare import data as data_mod
+from lightnets.compare import results as results_mod
+from lightnets.compare import spec as spec_mod
+from lightnets.compare.checks import (
+    Event,
+    check_input_size,
+    check_output,
+    check_train_args,
+    default_output,
+    resolve_img_size,
+    resolve_models,
+)
+from lightnets.compare.spec import CompareSpec
+from lightnets.compare.trials import (
+    FINISHED,
+    RESUME,
+    TrialPlan,
+    read_trial,
+    train_argv,
+    trial_id,
+    trial_status,
+)
+from lightnets.errors import ConfigError
+from lightnets.files import write_text
+
+# ------------------------------------------------------------------------------ the comparison
+
+
+def compare(
+    models: Sequence[str],
+    data: str = "digits",
+    *,
+    output: str | os.PathLike | None = None,
+    epochs: int | None = None,
+    seeds: int = 1,
+    recipe: str | None = None,
+    img_size: int | None = None,
+    train_args: Sequence[str] = (),
+    images_per_class: int | None = None,
+    deterministic: bool = True,
+    runtime: str = "eager",
+    latency: bool = True,
+    latency_threads: int = 1,
+    latency_time: float = 0.25,
+    address: str | None = None,
+    cpus_per_trial: float = 1,
+    gpus_per_trial: float = 0,
+    workers: int = 0,
+    max_failures: int = 2,
+    study: str | None = None,
+    on_event: Event | None = None,
+    runner: Callable | None = None,
+) -> dict:
+    """Train every model x seed with the same data, budget and recipe; return the results table.
+
+    Args:
+        models: registered names (or study variant names, see lightnets.compare.variants).
+        data: an image folder (root/train/<class>/...), a CIFAR directory or "digits".
+        output: results directory (default runs/compare-<hash of the settings>); trials live in
+            OUT/trials/<model>-s<seed>/, and re-running the same comparison reuses them.
+        epochs, recipe, img_size, train_args: what every trial trains with (`lightnets train`).
+        seeds: seeds 0 .. seeds-1 per model.
+        images_per_class: train on at most this many images per class and split (a symlinked
+            subset of an image folder in OUT/data).
+        deterministic: `--deterministic` for every trial (a resumed trial is bit-identical on CPU).
+        runtime, latency, latency_threads, latency_time: how latency is measured after the sweep.
+        address, cpus_per_trial, gpus_per_trial, workers, max_failures: Ray placement and retries.
+        on_event: called as (kind, trial id, info) for "plan", "done", "retry", "failed", "costs".
+        runner: replaces Ray (tests): runner(plans, **placement) -> {trial id: error}.
+
+    Returns: {"spec", "out", "models": one row per model, "trials": one row per finished trial,
+    "failed": {trial: error}, "notes", "files"} (also written to OUT/results.json).
+    """
+    emit = on_event or (lambda kind, trial, info: None)
+    spec = make_spec(
+        models,
+        data,
+        seeds=seeds,
+        epochs=epochs,
+        recipe=recipe,
+        img_size=img_size,
+        train_args=train_args,
+        images_per_class=images_per_class,
+        deterministic=deterministic,
+        study=study,
+    )
+    for name, value, low in (
+        ("--cpus-per-trial", cpus_per_trial, 1e-9),
+        ("--gpus-per-trial", gpus_per_trial, 0),
+        ("--workers", workers, 0),
+        ("--max-failures", max_failures, 0),
+    ):
+        if value < low:
+            raise ConfigError(f"{name} must be {'positive' if low else '>= 0'}, got {value!r}")
+    if latency:
+        from lightnets.profiling import check_runtime
+
+        check_runtime(runtime)
+    out = Path(output) if output is not None else default_output(spec)
+    out = out.expanduser().absolute()
+    check_output(out)
+    spec_mod.check_same(out, spec)
+    trials_dir = out / "trials"
+    status = {
+        trial_id(m, s): trial_status(trials_dir / trial_id(m, s))
+        for m in spec.models
+        for s in spec.seeds
+    }
+    if runner is None and any(v != FINISHED for v in status.values()):
+        from lightnets.compare import sweep
+
+        sweep.require_ray()
+        sweep.check_address(address)
+
+    # every check passed: from here on, files are written
+    out.mkdir(parents=True, exist_ok=True)
+    spec_mod.write_spec(out, spec)
+    placement = ["--threads", str(max(1, int(cpus_per_trial))), "--workers", str(workers)]
+    placement += ["--device", "cuda" if gpus_per_trial else "cpu", "--no-progress"]
+    plans = plan_trials(spec, out, tuple(placement))
+    todo = [p for p in plans if status[p.id] != FINISHED]
+    emit(
+        "plan",
+        None,
+        {
+            "total": len(plans),
+            "run": len(todo),
+            "out": str(out),
+            "reused": [p.id for p in plans if status[p.id] == FINISHED],
+            "resumed": [p.id for p in todo if status[p.id] == RESUME],
+        },
+    )
+
+    failed: dict[str, str] = {}
+    if todo:
+        sweep_kwargs = dict(
+            storage=str(out / ".tune"),
+            address=address,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            max_failures=max_failures,
+            on_event=emit,
+        )
+        if runner is None:
+            from lightnets.compare import sweep
+
+            with sweep.ray_session(address):
+                failed = sweep.run_on_ray(todo, **sweep_kwargs)
+        else:
+            failed = runner(todo, **sweep_kwargs)
+
+    finished = [read_trial(p.run_dir) for p in plans if trial_status(p.run_dir) == FINISHED]
+    for p in plans:
+        if p.id not in failed and trial_status(p.run_dir) != FINISHED:
+            failed[p.id] = "did not finish"
+    emit("costs", None, {"models": len({t["model"] for t in finished})})
+    costs = results_mod.model_costs(
+        out,
+        finished,
+        spec.img_size,
+        runtime=runtime,
+        threads=latency_threads,
+        min_run_time=latency_time,
+        latency=latency,
+    )
+    rows = results_mod.model_rows(spec.models, finished, costs)
+    notes = results_mod.noise_lines(rows)
+    if failed:
+        notes.append(f"Failed trials (see OUT/logs): {', '.join(sorted(failed))}.")
+    return write_results(out, spec, rows, finished, failed, notes)
+
+
+def make_spec(
+    models: Sequence[str],
+    data: str,
+    *,
+    seeds: int,
+    epochs: int | None,
+    recipe: str | None,
+    img_size: int | None,
+    train_args: Sequence[str],
+    images_per_class: int | None,
+    deterministic: bool,
+    study: str | None,
+) -> CompareSpec:
+    """The comparison's settings, every one checked (ConfigError, UnknownNameError,
+    FileNotFoundError, one line each) before anything runs or is written."""
+    for name, value in (
+        ("--seeds", seeds),
+        ("--epochs", epochs),
+        ("--images-per-class", images_per_class),
+    ):
+        if value is None and name != "--seeds":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    train_args = check_train_args(train_args)
+    names = resolve_models(models)
+    if data != "digits":
+        data = os.path.abspath(os.path.expanduser(data))
+    classes = data_mod.data_classes(data)
+    if images_per_class is not None and (classes is None or data == "digits"):
+        raise ConfigError("--images-per-class needs an image folder (root/train/<class>/...)")
+    size = resolve_img_size(names, data, img_size)
+    check_input_size(names, size, classes or 10, train_args)
+    return CompareSpec(
+        models=names,
+        seeds=tuple(range(seeds)),
+        data=data,
+        img_size=size,
+        epochs=epochs,
+        recipe=recipe,
+        train_args=train_args,
+        images_per_class=images_per_class,
+        deterministic=deterministic,
+        study=study,
+    )
+
+
+def plan_trials(spec: CompareSpec, out: Path, placement: tuple[str, ...]) -> list[TrialPlan]:
+    """One TrialPlan per model x seed: its run dir, log and `lightnets train` flags (on the
+    images-per-class subset, made here, when the spec asks for one)."""
+    data = spec.data
+    if spec.images_per_class is not None:
+        data = str(data_mod.subset_folder(spec.data, spec.images_per_class, out / "data"))
+    plans = []
+    for model in spec.models:
+        for seed in spec.seeds:
+            i = trial_id(model, seed)
+            run_dir = str(out / "trials" / i)
+            fresh, resume = train_argv(
+                model,
+                seed,
+                run_dir,
+                data=data,
+                img_size=spec.img_size,
+                epochs=spec.epochs,
+                recipe=spec.recipe,
+                deterministic=spec.deterministic,
+                train_args=spec.train_args,
+                placement=placement,
+            )
+            plans.append(
+                TrialPlan(i, model, seed, run_dir, str(out / "logs" / f"{i}.log"), fresh, resume)
+            )
+    return plans
+
+
+def write_results(out: Path, spec: CompareSpec, rows, trials, failed, notes, extra=None) -> dict:
+    """results.json / .md / .csv and the charts; returns what results.json holds."""
+    title = spec.study or f"{len(spec.models)} models on {Path(spec.data).name}"
+    files = {name: str(out / name) for name in ("results.json", "results.md", "results.csv")}
+    for name, draw, what in (
+        ("pareto.png", results_mod.plot_pareto, rows),
+        ("curves.png", results_mod.plot_curves, trials),
+    ):
+        if draw(what, out / name, title):
+            files[name] = str(out / name)
+    result = {
+        "spec": spec.to_dict(),
+        "out": str(out),
+        "models": rows,
+        "trials": trials,
+        "failed": failed,
+        "notes": notes,
+        "files": files,
+        **(extra or {}),
+    }
+    write_text(out / "results.json", json.dumps(result, indent=1))
+    write_text(out / "results.md", results_mod.render_results(rows, "markdown", notes=notes) + "\n")
+    write_text(out / "results.csv", results_mod.render_results(rows, "csv") + "\n")
+    return result
