@@ -23,7 +23,10 @@ COMMANDS: dict[str, str] = {
     "eval": "evaluate a checkpoint on a labelled image folder",
     "predict": "classify images with a checkpoint",
     "export": "export to ONNX/TorchScript and verify with a runtime",
+    "deploy": "fastest runtime x precision within an accuracy budget, measured",
     "inspect": "look inside a network: kernels, frequencies, features",
+    "compare": "train models x seeds on your data (Ray Tune) and compare them within noise",
+    "study": "run a paper's ablation on your data and judge its claims",
 }
 MODULES = {"eval": "evaluate"}  # `eval` is a builtin name: its module is commands/evaluate.py
 
