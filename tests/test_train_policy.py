@@ -53,6 +53,11 @@ def test_explicit_choices_are_kept():
     assert "chosen for" not in policy.describe(cfg, given, None)[-1]
 
 
+def test_an_explicit_scale_means_the_resized_crop_at_any_size():
+    cfg = policy.choose(TrainConfig(img_size=32, scale=(0.7, 1.0)), CARD, None)
+    assert (cfg.train_crop, cfg.scale, cfg.crop_pct) == ("resize", (0.7, 1.0), 1.0)
+
+
 def test_a_folder_of_small_images_trains_at_their_size():
     cfg = policy.choose(TrainConfig(), CARD, native_side=36)
     assert cfg.img_size == 36

@@ -59,7 +59,9 @@ def choose(cfg: TrainConfig, card, native_side: int | None) -> TrainConfig:
     if img_size is None:
         img_size = native_side if native_side and native_side < card_size else card_size
     small = img_size <= SMALL_INPUT_MAX
-    crop = cfg.train_crop if cfg.train_crop != "auto" else ("pad" if small else "resize")
+    crop = cfg.train_crop
+    if crop == "auto":  # an explicit --scale asks for the resized crop it parameterises
+        crop = "resize" if cfg.scale is not None or not small else "pad"
     crop_pct = cfg.crop_pct or (1.0 if small else getattr(card, "crop_pct", 0.875))
     return dataclasses.replace(
         cfg,
@@ -84,7 +86,7 @@ def describe(cfg: TrainConfig, given: TrainConfig, native_side: int | None) -> l
         crop = f"random resized crop {size}x{size} over {lo:g}-{hi:g} of the area"
     flip = f", flip {cfg.hflip:g}" if cfg.hflip else ""
     view = "whole image" if cfg.crop_pct == 1.0 else f"centre {cfg.crop_pct:g} crop"
-    auto = given.train_crop == "auto" and given.crop_pct is None
+    auto = given.train_crop == "auto" and given.crop_pct is None and given.scale is None
     reason = f" (chosen for {size}-px images; --train-crop, --scale, --crop-pct to change)"
     lines.append(
         f"augmentation: {crop}{flip}; eval: resize to {size}, {view}" + (reason if auto else "")
