@@ -1,10 +1,25 @@
-"""`lightnets export MODEL -o FILE`: ONNX or TorchScript for deployment, verified by running it.
+"""`lightnets export MODEL -o FILE`: a deployable artifact for one runtime and precision, verified
+by running it.
 
-The model is re-parameterized first (lightnets.deploy.reparameterize: BN folded, mixed depthwise
-convs merged into one conv; --no-reparameterize keeps the training graph). The exported file must
-reproduce the PyTorch model's output on random input (batches 1 and 3, so the dynamic batch axis
-is exercised) within --rtol, else the command fails. ONNX files carry the preprocessing in their
-metadata: mean, std, input size, crop_pct, and the class names when the checkpoint has them.
+    lightnets export mixnet_s --checkpoint RUN -o mixnet_s.onnx
+    lightnets export mixnet_s --checkpoint RUN --runtime openvino --precision int8 -o m.xml
+    lightnets export mixnet_s --checkpoint RUN --precision int8 --keep-float se -o m-int8.onnx
+
+Runtimes: onnxruntime (default), openvino, executorch, litert, ncnn, torchscript; precisions
+fp32 (default), fp16, bf16, int8 where the runtime has them (lightnets.deploy.targets). The model
+is re-parameterized first (BN folded, mixed depthwise convs merged into one conv;
+--no-reparameterize keeps the training graph, not for int8). int8 is post-training static
+quantization with the runtime's own quantizer (7-bit per-channel weights, see docs/deploy.md),
+calibrated on --calibration-images images from --calibrate DIR (default: the run's training
+images) read through the model's own preprocessing; --keep-float se,act,dw,dw-large,first,last
+leaves those layers in float.
+
+Every artifact is checked: fp32 within --rtol of PyTorch on random input (batches 1 and 3, so a
+dynamic batch axis is exercised), fp16/bf16 within a looser tolerance, int8 by top-1 agreement and
+logit cosine with the fp32 model on the calibration images; below the thresholds the command fails.
+The preprocessing (mean, std, size, crop, channel order), class names, precision and verification go
+into a sidecar <FILE>.json, and into the file itself where the format has room (ONNX metadata,
+OpenVINO rt_info).
 """
 
 from __future__ import annotations
@@ -16,11 +31,16 @@ from pathlib import Path
 
 from lightnets.commands import _flags
 
-RUNTIMES = ("onnxruntime", "torchscript")
+RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert", "ncnn", "torchscript")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lightnets export", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="lightnets export",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument(
         "model", nargs="?", help="registered model name or alias (default: the checkpoint's)"
     )
@@ -28,9 +48,26 @@ def build_parser() -> argparse.ArgumentParser:
     _flags.add_checkpoint(p)
     p.add_argument(
         "--runtime",
-        choices=RUNTIMES,
         default="onnxruntime",
-        help="what the file is for: an ONNX model checked with onnxruntime, or TorchScript",
+        help=f"what the file is for: {', '.join(RUNTIMES)} (default onnxruntime)",
+    )
+    p.add_argument(
+        "--precision", default="fp32", help="fp32 (default), fp16, bf16 or int8, as the runtime has"
+    )
+    p.add_argument(
+        "--calibrate", metavar="DIR", help="int8: calibration images (default: the run's)"
+    )
+    p.add_argument(
+        "--calibration-images",
+        type=_flags.positive_int,
+        default=200,
+        metavar="N",
+        help="int8: how many images to calibrate on (default 200)",
+    )
+    p.add_argument(
+        "--keep-float",
+        metavar="KINDS",
+        help="int8: layers to keep in float, comma-separated: se, act, dw, dw-large, first, last",
     )
     # until 0.1 `--format onnx|torchscript` chose the file; --format now means table formats
     p.add_argument("--format", dest="old_format", choices=("onnx", "torchscript"), help=SUPPRESS)
@@ -46,10 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--exporter",
         choices=("auto", "dynamo", "torchscript"),
         default="auto",
-        help="torch.onnx exporter (auto: TorchScript-based for opset <= 17, dynamo above)",
+        help="torch.onnx exporter for onnxruntime fp32 (auto: TorchScript-based for opset <= 17)",
     )
     p.add_argument(
-        "--rtol", type=_flags.positive_float, default=1e-4, help="largest relative error accepted"
+        "--rtol",
+        type=_flags.positive_float,
+        default=None,
+        help="largest relative error accepted (default: 1e-4 for fp32, 3e-2 fp16, 1e-1 bf16)",
     )
     p.add_argument("--no-ema", action="store_true", help="export the raw weights, not the EMA")
     return p
@@ -58,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import lightnets
     from lightnets.checkpoints import load_checkpoint
+    from lightnets.deploy import targets
+    from lightnets.deploy.quantize import parse_keep_float
     from lightnets.errors import ConfigError
     from lightnets.files import check_writable
 
@@ -71,19 +113,20 @@ def main(argv: list[str] | None = None) -> int:
             f"lightnets export: note: --format is deprecated, use --runtime {args.runtime}",
             file=sys.stderr,
         )
+    target = targets.get_target(args.runtime)
+    targets.check_precision(target, args.precision)
+    keep_float = parse_keep_float(args.keep_float)
+    if keep_float and args.precision != "int8":
+        raise ConfigError("--keep-float only applies to --precision int8")
+    if args.precision == "int8" and not args.reparameterize:
+        raise ConfigError("int8 quantizes the folded graph: drop --no-reparameterize")
     path = Path(args.output)
     check_writable(path, "-o")
     if args.runtime == "onnxruntime":
-        import importlib.util
-
         from lightnets.deploy.onnx import check_opset
-        from lightnets.errors import MissingDependencyError
 
         check_opset(args.opset)
-        if importlib.util.find_spec("onnxruntime") is None:
-            raise MissingDependencyError(
-                "ONNX export needs onnxruntime: pip install lightnets[onnx]"
-            )
+    targets.require(target)
     loaded = load_checkpoint(
         args.checkpoint, args.model, prefer_ema=not args.no_ema, img_size=args.img_size
     )
@@ -91,12 +134,72 @@ def main(argv: list[str] | None = None) -> int:
     min_input = getattr(loaded.model, "min_input", lightnets.model_card(loaded.name).min_input)
     if size < min_input:
         raise ConfigError(f"--img-size {size}: {loaded.name} needs at least {min_input} px")
+    calibration = None
+    if args.precision == "int8":
+        calibration = _calibration(args, loaded)
     deployed = loaded.model
     if args.reparameterize:
         from lightnets.deploy import reparameterize
 
         deployed = reparameterize(loaded.model)
         print(f"re-parameterized: {deployed.reparam_report.summary()}")
+    if args.precision == "fp32" and args.runtime in ("onnxruntime", "torchscript"):
+        error = _export_fp32(args, loaded, deployed, path)
+        metadata = targets.artifact_metadata(
+            loaded, args.runtime, "fp32", reparameterized=args.reparameterize
+        )
+        metadata["verification"] = {"precision": "fp32", "relative_error": error}
+        metadata["files"] = [path.name]
+        targets.write_sidecar(path, metadata)
+        check = f"relative error {error:.1e} <= {args.rtol or 1e-4:.0e} vs PyTorch"
+    else:
+        metadata = targets.export_verified(
+            loaded,
+            args.runtime,
+            args.precision,
+            path,
+            deployed=deployed,
+            calibration=calibration,
+            keep_float=keep_float,
+            rtol=args.rtol,
+        )
+        if "quantization" in metadata:
+            kept = metadata["quantization"]["kept_float"]
+            print("kept in float: " + (", ".join(f"{k} {n}" for k, n in kept.items()) or "-"))
+        from lightnets.deploy.targets import Verification
+
+        check = Verification(**metadata["verification"]).summary()
+    size_mb = sum(p.stat().st_size for p in targets.artifact_files(path)) / 1e6
+    print(
+        f"wrote {path} ({size_mb:.1f} MB, {args.runtime} {args.precision}, input (N, "
+        f"{loaded.in_chans}, {size}, {size})) and {targets.sidecar_path(path).name}; {check}"
+    )
+    return 0
+
+
+def _calibration(args, loaded):
+    from lightnets.deploy.quantize import (
+        calibration_batches,
+        calibration_files,
+        default_calibration_dir,
+    )
+    from lightnets.errors import ConfigError
+
+    folder = args.calibrate or default_calibration_dir(loaded)
+    if folder is None:
+        raise ConfigError(
+            "int8 needs calibration images: pass --calibrate DIR (this checkpoint names no "
+            "training image folder)"
+        )
+    files = calibration_files(folder, args.calibration_images)
+    print(f"calibrating on {len(files)} images from {folder}")
+    return calibration_batches(files, loaded.preprocessing, loaded.in_chans)
+
+
+def _export_fp32(args, loaded, deployed, path: Path) -> float:
+    """ONNX (checked with onnxruntime, metadata in the file) or TorchScript, as before 0.2."""
+    rtol = args.rtol or 1e-4
+    size = loaded.preprocessing.img_size
     if args.runtime == "onnxruntime":
         from lightnets.deploy.onnx import export_onnx, op_counts
 
@@ -108,22 +211,15 @@ def main(argv: list[str] | None = None) -> int:
             metadata=_metadata(loaded, args.reparameterize),
             in_chans=loaded.in_chans,
             reference=loaded.model,
-            rtol=args.rtol,
+            rtol=rtol,
             dynamo=None if args.exporter == "auto" else args.exporter == "dynamo",
         )
         ops = sorted(op_counts(path).items(), key=lambda kv: -kv[1])
         print("ops: " + ", ".join(f"{op} {n}" for op, n in ops))
-        runtime = "onnxruntime"
-    else:
-        from lightnets.deploy.torchscript import export_torchscript
+        return error
+    from lightnets.deploy.torchscript import export_torchscript
 
-        error = export_torchscript(deployed, path, loaded.in_chans, size, loaded.model, args.rtol)
-        runtime = "TorchScript"
-    print(
-        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, input (N, {loaded.in_chans}, {size}, "
-        f"{size})); {runtime} vs PyTorch: relative error {error:.1e} <= {args.rtol:.0e}"
-    )
-    return 0
+    return export_torchscript(deployed, path, loaded.in_chans, size, loaded.model, rtol)
 
 
 def _metadata(loaded, reparameterized: bool) -> dict:
@@ -140,6 +236,9 @@ def _metadata(loaded, reparameterized: bool) -> dict:
         "crop_pct": pre.crop_pct,
         "lightnets_version": lightnets.__version__,
         "reparameterized": reparameterized,
+        "runtime": "onnxruntime",
+        "precision": "fp32",
+        "channel_order": "L" if loaded.in_chans == 1 else "RGB",
     }
     if loaded.config:  # class names of a trained run; a random or timm model has indices
         metadata["class_names"] = loaded.class_names

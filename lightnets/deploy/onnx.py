@@ -1,5 +1,9 @@
 """ONNX export that is checked by running it: onnxruntime must reproduce PyTorch's output.
 
+`export` and `load` are this module's deployment target (lightnets.deploy.targets): fp32, fp16
+(weights and activations in float16, inputs and outputs kept float32) and int8 (onnxruntime's
+own static quantizer, lightnets.deploy.quantize).
+
 Exporter choice (torch 2.13, measured here on MixNet-S): the default torch.export-based exporter
 (`dynamo=True`) writes opset 18; asked for opset <= 17 it fails to down-convert ReduceMean and
 silently keeps 18. The TorchScript exporter (`dynamo=False`) writes the opset asked for, and was
@@ -100,14 +104,7 @@ def export_onnx(
     finally:
         model.train(was_training)
     if metadata:
-        proto = onnx.load(str(path))
-        for key, value in metadata.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = (
-                str(key),
-                value if isinstance(value, str) else json.dumps(value),
-            )
-        onnx.save(proto, str(path))
+        set_metadata(path, metadata)
     error = onnx_parity(path, reference if reference is not None else model, (in_chans, h, w))
     if error > rtol:
         raise ConfigError(
@@ -209,3 +206,78 @@ def op_counts(path: str | os.PathLike) -> dict[str, int]:
     for node in onnx.load(str(path), load_external_data=False).graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
+
+
+def set_metadata(path: str | os.PathLike, metadata: dict) -> None:
+    """Write `metadata` into the file's metadata_props (non-string values as JSON)."""
+    onnx, _ = _require_onnx()
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = str(key), value if isinstance(value, str) else json.dumps(value)
+    onnx.save(proto, str(path))
+
+
+# ------------------------------------------------------------------ deployment target
+
+
+def export(
+    model: nn.Module,
+    path: Path,
+    example: Tensor,
+    precision: str,
+    calibration,
+    metadata: dict,
+) -> Path:
+    """Write `model` as an ONNX file for onnxruntime in `precision` (fp32, fp16 or int8).
+
+    int8 uses `metadata["keep_float"]` (lightnets.deploy.quantize.KEEP_FLOAT kinds) and
+    `metadata["quantize"]` (keyword arguments of quantize_onnx), and adds what the quantizer
+    left in float to `metadata["quantization"]`. Verification is the caller's
+    (lightnets.deploy.targets.verify_artifact)."""
+    import tempfile
+
+    onnx, _ = _require_onnx()
+    path = Path(path)
+    check_writable(path)
+    model.eval()
+    if precision == "fp32":
+        write_onnx(model, example, path)
+    elif precision in ("fp16", "int8"):
+        with tempfile.TemporaryDirectory(prefix="lightnets-onnx-") as tmp:
+            float_path = write_onnx(model, example, Path(tmp) / "float.onnx")
+            if precision == "fp16":
+                from onnxruntime.transformers.float16 import convert_float_to_float16
+
+                # float32 in and out, so a caller feeds the same arrays to every precision
+                half = convert_float_to_float16(onnx.load(str(float_path)), keep_io_types=True)
+                onnx.save(half, str(path))
+            else:
+                from lightnets.deploy.quantize import quantize_onnx
+
+                if calibration is None:
+                    raise ConfigError("int8 needs calibration images")
+                report = quantize_onnx(
+                    float_path,
+                    path,
+                    calibration,
+                    metadata.get("keep_float", ()),
+                    **metadata.get("quantize", {}),
+                )
+                metadata["quantization"] = report.to_dict()
+    else:
+        raise ConfigError(f"onnxruntime exports fp32, fp16 or int8, not {precision!r}")
+    set_metadata(path, metadata)
+    return path
+
+
+def load(path: Path, threads: int | None = None):
+    """An onnxruntime CPU session on `path` as a function: NCHW float32 array -> logits."""
+    session = ort_session(path, threads)
+    name, output = session.get_inputs()[0].name, session.get_outputs()[0].name
+
+    def run(x):
+        return session.run([output], {name: x})[0]
+
+    return run

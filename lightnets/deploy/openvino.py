@@ -1,5 +1,11 @@
 """OpenVINO (CPU) on an exported ONNX file: compile, run, and check against PyTorch.
 
+`export` and `load` are this module's deployment target (lightnets.deploy.targets): an OpenVINO IR
+(.xml + .bin) converted from the ONNX export, in fp32, fp16 (weights stored in float16), bf16
+(fp32 weights, run with INFERENCE_PRECISION_HINT bf16) or int8 (NNCF, lightnets.deploy.quantize).
+The IR keeps a dynamic batch axis; `load` compiles one static-shape model per input shape it
+sees, so each batch size runs with kernels picked for it.
+
 OpenVINO reads the ONNX file directly. A static input shape lets its CPU plugin pick kernels for
 that shape; without one the batch axis stays dynamic (what `lightnets profile --runtime openvino`
 needs: its runner is in lightnets.deploy.runtimes).
@@ -7,6 +13,7 @@ needs: its runner is in lightnets.deploy.runtimes).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -72,3 +79,91 @@ def openvino_parity(path: str | os.PathLike, reference: nn.Module, x: Tensor) ->
     with torch.no_grad():
         expected = reference.eval()(x)
     return relative_error(run(x.numpy()), expected)
+
+
+# ------------------------------------------------------------------ deployment target
+
+
+def inference_precision(precision: str) -> tuple[str, str | None]:
+    """(INFERENCE_PRECISION_HINT, note) for an artifact's precision on this machine's CPU: bf16
+    and f16 only where the CPU computes them (OPTIMIZATION_CAPABILITIES), else f32 and a note."""
+    ov = _require_openvino()
+    want = {"bf16": "bf16", "fp16": "f16"}.get(precision)
+    if want is None:
+        return "f32", None
+    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if want.upper().replace("F16", "FP16") in capabilities:
+        return want, None
+    return (
+        "f32",
+        f"this CPU has no {precision} arithmetic (OpenVINO: {', '.join(capabilities)}): ran f32",
+    )
+
+
+def export(model: nn.Module, path: Path, example: Tensor, precision: str, calibration, metadata):
+    """Write `model` as an OpenVINO IR at `path` (.xml, weights in the .bin beside it).
+
+    int8 uses `metadata["keep_float"]` and `metadata["quantize"]` (keyword arguments of
+    quantize_openvino) and adds what NNCF was told to leave in float to metadata["quantization"].
+    The metadata also goes into the IR's rt_info under "lightnets" (JSON)."""
+    import tempfile
+
+    from lightnets.deploy.onnx import write_onnx
+    from lightnets.errors import ConfigError
+    from lightnets.files import check_writable
+
+    ov = _require_openvino()
+    path = Path(path)
+    if path.suffix != ".xml":
+        raise ConfigError(f"an OpenVINO IR is written to a .xml file, got {path}")
+    check_writable(path)
+    if precision not in ("fp32", "fp16", "bf16", "int8"):
+        raise ConfigError(f"openvino exports fp32, fp16, bf16 or int8, not {precision!r}")
+    with tempfile.TemporaryDirectory(prefix="lightnets-ov-") as tmp:
+        onnx_path = write_onnx(model.eval(), example, Path(tmp) / "float.onnx")
+        ov_model = ov.convert_model(str(onnx_path))
+    if precision == "int8":
+        from lightnets.deploy.quantize import quantize_openvino
+
+        if calibration is None:
+            raise ConfigError("int8 needs calibration images")
+        ov_model, report = quantize_openvino(
+            ov_model, calibration, metadata.get("keep_float", ()), **metadata.get("quantize", {})
+        )
+        metadata["quantization"] = report.to_dict()
+    ov_model.set_rt_info(json.dumps(metadata), "lightnets")
+    ov.save_model(ov_model, str(path), compress_to_fp16=precision == "fp16")
+    return path
+
+
+def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """The IR at `path` as a function: NCHW float32 array -> logits. Compiled (LATENCY hint) for
+    each new input shape; the precision hint follows the sidecar's precision."""
+    from lightnets.deploy.targets import read_sidecar, sidecar_path
+
+    ov = _require_openvino()
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no OpenVINO IR at {path}")
+    precision = (
+        read_sidecar(path).get("precision", "fp32") if sidecar_path(path).is_file() else "fp32"
+    )
+    config = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": inference_precision(precision)[0],
+    }
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    core = ov.Core()
+    compiled: dict[tuple[int, ...], tuple] = {}
+
+    def run(x: np.ndarray) -> np.ndarray:
+        shape = tuple(x.shape)
+        if shape not in compiled:
+            model = core.read_model(str(path))
+            model.reshape(list(shape))
+            network = core.compile_model(model, "CPU", config)
+            compiled[shape] = (network.create_infer_request(), network.output(0))
+        request, output = compiled[shape]
+        return request.infer([x])[output].copy()  # the request reuses its output buffer
+
+    return run

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from lightnets.deploy.onnx import INPUT, export_onnx, ort_session, relative_error, write_onnx
+from lightnets.deploy.targets import TARGETS
 from lightnets.errors import ConfigError, MissingDependencyError
 
 Runner = Callable[[Tensor], object]
@@ -79,10 +80,16 @@ class Runtime:
     cpu_only: bool = False
 
 
+def _exported(build, runtime: str) -> Runtime:
+    """A runtime that runs an export: packages and pip extra as its deployment target's."""
+    target = TARGETS[runtime]
+    return Runtime(build, target.packages, target.extra, cpu_only=True)
+
+
 RUNTIMES: dict[str, Runtime] = {
     "eager": Runtime(eager_runner),
-    "onnxruntime": Runtime(onnxruntime_runner, ("onnxruntime", "onnx"), "onnx", cpu_only=True),
-    "openvino": Runtime(openvino_runner, ("openvino",), "openvino", cpu_only=True),
+    "onnxruntime": _exported(onnxruntime_runner, "onnxruntime"),
+    "openvino": _exported(openvino_runner, "openvino"),
 }
 
 

@@ -1,9 +1,13 @@
-"""TorchScript export: torch.jit.trace, saved, reloaded and checked against the eager model."""
+"""TorchScript export: torch.jit.trace, saved, reloaded and checked against the eager model.
+
+`export` and `load` are this module's deployment target (lightnets.deploy.targets, fp32 only).
+"""
 
 from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,3 +43,27 @@ def export_torchscript(
     if error > rtol:
         raise ConfigError(f"TorchScript output differs: relative error {error:.2e} > {rtol:.0e}")
     return error
+
+
+def export(model: nn.Module, path: Path, example, precision: str, calibration, metadata) -> Path:
+    """Trace `model` on `example` and save it at `path` (fp32 only; metadata in the sidecar)."""
+    if precision != "fp32":
+        raise ConfigError(f"torchscript exports fp32 only, not {precision!r}")
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model.eval(), example, check_trace=False)
+    torch.jit.save(traced, str(path))
+    return Path(path)
+
+
+def load(path: Path, threads: int | None = None):
+    """The saved module as a function: NCHW float32 array -> logits (numpy)."""
+    module = torch.jit.load(str(path)).eval()
+    if threads:
+        torch.set_num_threads(threads)
+
+    def run(x):
+        with torch.inference_mode():
+            return module(torch.from_numpy(x)).numpy()
+
+    return run

@@ -1,0 +1,381 @@
+"""`lightnets deploy MODEL|RUN_DIR --data DIR`: which runtime and precision is fastest for this
+model on this machine, and what it costs in accuracy on your data.
+
+    lightnets deploy runs/mixnet_s-flowers --data flowers/ -o deploy-mixnet_s
+    lightnets deploy mixnet_s --checkpoint RUN --data DIR --runtimes onnxruntime,openvino \
+        --precisions fp32,int8 --max-drop 0.5
+
+For every installed runtime x precision (lightnets.deploy.targets), the command exports the
+re-parameterized model with `lightnets export`'s verified path (int8 calibrated on
+--calibration-images training images), evaluates each artifact's top-1 on DIR beside the PyTorch
+model, and times it: batch 1 min and median over --rounds interleaved rounds (every cell once per
+round, each started on an idle CPU), and images/s at --batch (an artifact with a fixed batch is
+timed at its own). A runtime that is not installed is a row saying how to install it; an artifact
+that fails its check is a row with the reason. It prints the table, writes OUT/deploy.json, the
+artifacts under OUT/artifacts/ and a latency-vs-accuracy chart OUT/deploy.png, and names the
+fastest artifact within --max-drop points of the PyTorch top-1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from lightnets.commands import _flags
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lightnets deploy",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument("model", help="registered model name, or a run dir / weights file")
+    _flags.add_checkpoint(p)
+    p.add_argument(
+        "--data", required=True, help="labelled images: DIR/val/<class>/ or DIR/<class>/"
+    )
+    p.add_argument(
+        "--runtimes",
+        type=_names,
+        default=None,
+        help="comma-separated (default: onnxruntime, openvino, executorch, litert, ncnn)",
+    )
+    p.add_argument(
+        "--precisions", type=_names, default=None, help="comma-separated (default: all four)"
+    )
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=1.0,
+        help="top-1 points an artifact may lose against PyTorch to be named (default 1.0)",
+    )
+    p.add_argument("--calibrate", metavar="DIR", help="int8 calibration images (default: DIR/train "
+                   "beside --data, else the run's training images)")  # fmt: skip
+    p.add_argument("--calibration-images", type=_flags.positive_int, default=200, metavar="N")
+    p.add_argument("--keep-float", metavar="KINDS", help="int8: layers kept in float (see export)")
+    _flags.add_img_size(p)
+    p.add_argument(
+        "--threads",
+        type=_flags.positive_int,
+        default=None,
+        help="threads every runtime runs with (default: the CPUs this process may use)",
+    )
+    p.add_argument(
+        "--rounds", type=_flags.positive_int, default=5, help="timing rounds (default 5)"
+    )
+    p.add_argument("--batch", type=_flags.positive_int, default=32, help="throughput batch (32)")
+    p.add_argument(
+        "--no-wait-idle",
+        dest="wait_idle",
+        action="store_false",
+        help="start each timed cell at once instead of on an idle CPU",
+    )
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
+    _flags.add_output(p, help="folder for deploy.json, deploy.png and the artifacts (./deploy)")
+    _flags.add_format(p)
+    return p
+
+
+DEFAULT_RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert", "ncnn")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from lightnets.checkpoints import load_checkpoint
+    from lightnets.deploy import targets
+    from lightnets.deploy.quantize import parse_keep_float
+    from lightnets.errors import ConfigError
+    from lightnets.tables import render
+
+    args = _flags.parse_args(build_parser(), argv)
+    runtimes = args.runtimes or list(DEFAULT_RUNTIMES)
+    for runtime in runtimes:
+        targets.get_target(runtime)  # UnknownNameError with close matches
+    precisions = args.precisions or list(targets.PRECISIONS)
+    for precision in precisions:
+        targets.check_precision_name(precision)
+    keep_float = parse_keep_float(args.keep_float)
+    if not Path(args.data).is_dir():
+        raise FileNotFoundError(f"--data {args.data}: no such directory")
+    checkpoint, name = args.checkpoint, args.model
+    if Path(args.model).exists():  # a run dir or weights file in place of the name
+        checkpoint, name = args.model, None
+    loaded = load_checkpoint(checkpoint, name, prefer_ema=not args.no_ema, img_size=args.img_size)
+    out = Path(args.output or "deploy")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "artifacts").mkdir(exist_ok=True)
+    from lightnets.files import check_writable
+
+    check_writable(out / "deploy.json", "-o")
+    threads = args.threads or len(os.sched_getaffinity(0))
+
+    calibration = None
+    if "int8" in precisions:
+        calibration = _calibration(args, loaded)
+    dataset = _eval_data(args, loaded)
+    from lightnets.deploy import reparameterize
+
+    deployed = reparameterize(loaded.model)
+    cells = []
+    for runtime in runtimes:
+        target = targets.get_target(runtime)
+        wanted = [p for p in precisions if p in target.precisions]
+        if targets.missing(target):
+            absent = ", ".join(targets.missing_packages(target))
+            cells.append(
+                targets.Cell(runtime, "-", "missing", f"{absent}: {targets.missing(target)}")
+            )
+            continue
+        for precision in wanted:
+            cells.append(
+                _export_cell(loaded, deployed, target, precision, out, calibration, keep_float)
+            )
+    ok = [c for c in cells if c.status == "ok"]
+    if not ok:
+        print(render([_row(c, None, args.batch) for c in cells], _columns(), args.format))
+        raise ConfigError("no artifact could be exported and verified (see the table)")
+
+    print(f"evaluating {len(ok)} artifacts and PyTorch on {len(dataset)} images", file=sys.stderr)
+    torch.set_num_threads(threads)
+    eager = targets.Cell("pytorch", "fp32", note="eager, the reference")
+    eager.run, eager.metadata = _eager_runner(loaded.model), {}
+    reference = _accuracy(loaded, dataset, loaded.model)
+    eager.top1, eager.top5 = reference
+    for cell in ok:
+        cell.run = targets.get_target(cell.runtime).load(cell.path, threads)
+        module = targets.ArtifactModule(cell.run, cell.metadata.get("batch"))
+        cell.top1, cell.top5 = _accuracy(loaded, dataset, module)
+
+    shape = (loaded.in_chans, loaded.preprocessing.img_size, loaded.preprocessing.img_size)
+    print(f"timing {len(ok) + 1} cells, {args.rounds} interleaved rounds", file=sys.stderr)
+    busy = targets.time_cells(
+        [eager, *ok],
+        shape,
+        args.rounds,
+        args.batch,
+        args.wait_idle,
+        on_round=lambda r: print(f"  round {r + 1}/{args.rounds}", file=sys.stderr),
+    )
+    rows = [_row(c, eager.top1, args.batch) for c in [eager, *cells]]
+    winner = targets.fastest_within(rows[1:], args.max_drop)
+    from lightnets.profiling import machine_info
+
+    result = {
+        "model": loaded.name,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "data": str(args.data),
+        "images": len(dataset),
+        "input": list(shape),
+        "threads": threads,
+        "rounds": args.rounds,
+        "max_drop": args.max_drop,
+        "busy_blocks": busy,
+        "machine": machine_info("cpu", threads),
+        "winner": winner and {k: winner[k] for k in ("runtime", "precision", "artifact")},
+        "rows": rows,
+    }
+    import json
+
+    from lightnets.files import write_text
+
+    write_text(out / "deploy.json", json.dumps(result, indent=1) + "\n")
+    chart_note = _chart(rows, winner, eager.top1, args.max_drop, out / "deploy.png", loaded.name)
+    notes = [
+        f"{loaded.name}, {shape[1]} px, {threads} threads, top-1 on {len(dataset)} images of "
+        f"{args.data}; drop against PyTorch eager ({eager.top1:.2f}%)",
+        "latency: batch 1, min and median over interleaved rounds; images/s at the batch shown",
+    ]
+    if busy:
+        blocks = 2 * args.rounds * (len(ok) + 1)
+        notes.append(
+            f"{busy} of {blocks} timed blocks started on a busy CPU (no idle 0.1 s within 10 s): "
+            "other work shared the cores, read the latencies as noisy"
+        )
+    if winner:
+        notes.append(
+            f"fastest within {args.max_drop} points: {winner['runtime']} {winner['precision']} "
+            f"({winner['b1_min_ms']:.2f} ms, top-1 {winner['top1']:.2f}%, "
+            f"{winner['top1_drop']:+.2f}) -> {winner['artifact']}"
+        )
+    else:
+        notes.append(f"no artifact is within {args.max_drop} points of PyTorch")
+    notes.append(
+        f"wrote {out / 'deploy.json'}" + (f", {out / 'deploy.png'}" if not chart_note else "")
+    )
+    if chart_note:
+        notes.append(chart_note)
+    print(
+        render(
+            rows,
+            _columns(),
+            args.format,
+            notes=notes,
+            json_extra={k: v for k, v in result.items() if k != "rows"},
+        )
+    )
+    return 0
+
+
+def _columns():
+    from lightnets.tables import Column
+
+    return (
+        Column("runtime", "runtime"),
+        Column("precision", "precision"),
+        Column("status", "status"),
+        Column("b1_min_ms", "b1 min ms", ".2f"),
+        Column("b1_median_ms", "b1 median ms", ".2f"),
+        Column(
+            "images_per_s", "img/s", ".0f", note="img/s: throughput at the batch of column 'batch'"
+        ),
+        Column("batch", "batch", "d"),
+        Column("size_mb", "MB", ".1f"),
+        Column("top1", "top-1 %", ".2f"),
+        Column("top1_drop", "drop", "+.2f", note="drop: top-1 points lost against PyTorch eager"),
+        Column("check", "export check"),
+        Column("note", "note"),
+    )
+
+
+def _row(cell, reference_top1, batch):
+    from lightnets.deploy.targets import cell_row
+
+    return cell_row(cell, reference_top1, batch)
+
+
+def _export_cell(loaded, deployed, target, precision, out, calibration, keep_float):
+    from lightnets.deploy import targets
+    from lightnets.errors import LightnetsError
+
+    cell = targets.Cell(target.runtime, precision)
+    path = out / "artifacts" / f"{loaded.name}-{target.runtime}-{precision}{target.suffix}"
+    print(f"exporting {cell.label} -> {path}", file=sys.stderr)
+    try:
+        cell.metadata = targets.export_verified(
+            loaded,
+            target.runtime,
+            precision,
+            path,
+            deployed=deployed,
+            calibration=calibration if precision == "int8" else None,
+            keep_float=keep_float if precision == "int8" else (),
+        )
+        cell.path = path
+    except LightnetsError as err:  # not installed, or the artifact failed its check
+        cell.status = "missing" if isinstance(err, ImportError) else "failed"
+        cell.note = " ".join(str(err).split())
+    except Exception as err:  # a converter's own failure: one row, not the whole matrix
+        cell.status, cell.note = (
+            "failed",
+            f"{type(err).__name__}: {' '.join(str(err).split())}"[:300],
+        )
+    if cell.status == "ok" and cell.precision == "bf16" and target.runtime == "openvino":
+        from lightnets.deploy.openvino import inference_precision
+
+        cell.note = inference_precision("bf16")[1] or ""
+    return cell
+
+
+def _calibration(args, loaded):
+    from lightnets.deploy.quantize import (
+        calibration_batches,
+        calibration_files,
+        default_calibration_dir,
+    )
+    from lightnets.errors import ConfigError
+
+    folder = args.calibrate
+    if folder is None and (Path(args.data) / "train").is_dir():
+        folder = Path(args.data) / "train"
+    folder = folder or default_calibration_dir(loaded)
+    if folder is None:
+        raise ConfigError(
+            "int8 needs calibration images: pass --calibrate DIR (--data has no train/ and the "
+            "checkpoint names no training image folder), or leave int8 out of --precisions"
+        )
+    files = calibration_files(folder, args.calibration_images)
+    print(f"calibrating int8 on {len(files)} images from {folder}", file=sys.stderr)
+    return calibration_batches(files, loaded.preprocessing, loaded.in_chans)
+
+
+def _eval_data(args, loaded):
+    import dataclasses
+
+    from lightnets.train.config import TrainConfig
+    from lightnets.train.evaluate import eval_dataset
+
+    cfg = TrainConfig.from_dict({}, "defaults")
+    cfg = dataclasses.replace(cfg, model=loaded.name, in_chans=loaded.in_chans, pretrained=None)
+    dataset, skipped = eval_dataset(cfg, args.data, loaded.class_names, loaded.preprocessing, False)
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable image(s)", file=sys.stderr)
+    return dataset
+
+
+def _accuracy(loaded, dataset, module) -> tuple[float, float]:
+    import torch
+
+    from lightnets.train import data as data_mod
+    from lightnets.train.evaluate import evaluate
+
+    pre = loaded.preprocessing
+    loader = data_mod.make_loader(dataset, 32, train=False, seed=0, workers=0)
+    res = evaluate(
+        module,
+        loader,
+        device="cpu",
+        mean=torch.tensor(pre.mean).view(1, -1, 1, 1),
+        std=torch.tensor(pre.std).view(1, -1, 1, 1),
+        num_classes=len(loaded.class_names),
+    )
+    return res["top1"], res["top5"]
+
+
+def _eager_runner(model):
+    import torch
+
+    def run(x):
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+def _chart(rows, winner, reference_top1, max_drop, path: Path, model_name: str) -> str | None:
+    """Batch-1 latency against top-1, one point per artifact; None, or why there is no chart."""
+    try:
+        from lightnets.profiling.plot import require_matplotlib
+
+        require_matplotlib()
+    except ImportError as err:
+        return f"no chart: {err}"
+    import matplotlib.pyplot as plt
+
+    from lightnets.files import atomic_write
+
+    points = [r for r in rows if r["status"] == "ok" and r["b1_min_ms"] and r["top1"] is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in points:
+        is_winner = winner is not None and r is winner
+        ax.scatter(r["b1_min_ms"], r["top1"], s=60 if is_winner else 30,
+                   marker="*" if is_winner else "o", zorder=3)  # fmt: skip
+        ax.annotate(f"{r['runtime']} {r['precision']}", (r["b1_min_ms"], r["top1"]),
+                    textcoords="offset points", xytext=(5, 4), fontsize=8)  # fmt: skip
+    ax.axhline(reference_top1 - max_drop, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("batch-1 latency, min over rounds (ms)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(f"{model_name}: latency vs accuracy (dashed: PyTorch - {max_drop} points)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return None

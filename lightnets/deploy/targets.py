@@ -1,0 +1,555 @@
+"""Deployment targets: which runtime runs which precision, which package it needs, and the
+metadata every exported artifact carries.
+
+A target is one runtime. Its module (`Target.module`) defines two functions:
+
+    export(model, path, example, precision, calibration, metadata) -> Path
+        write the artifact for `model` (eval mode, already re-parameterized) at `path`;
+        `example` is an NCHW float32 batch of the input size; `calibration` an iterable of
+        NCHW float32 batches (preprocessed images) for int8, else None; `metadata` goes into the
+        file where the format allows. Returns the artifact's path.
+    load(path, threads=None) -> Callable[[np.ndarray], np.ndarray]
+        a function from an NCHW float32 batch to the logits.
+
+The metadata is ALSO written to a sidecar `<artifact>.json` for every runtime (`write_sidecar`,
+`read_sidecar`), so that `lightnets eval --model ARTIFACT` can feed any artifact the same
+preprocessing as the PyTorch eval without parsing each format. Its keys: model_name, runtime,
+precision, img_size, crop_pct, mean, std, in_chans, channel_order ("RGB", or "L" for one grey
+channel), class_names, batch (None: dynamic batch axis; an int: the only batch the artifact
+runs), plus what the exporter adds (verification figures, keep_float, companion files).
+
+`verify_artifact` checks an artifact against the PyTorch model, by one rule for every runtime:
+float precisions by relative error within `FLOAT_RTOL`, int8 by top-1 agreement and output
+cosine similarity on the calibration images (`INT8_MIN_AGREEMENT`, `INT8_MIN_COSINE`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lightnets.errors import ConfigError, MissingDependencyError, UnknownNameError
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+
+
+@dataclass(frozen=True)
+class Target:
+    runtime: str  # "onnxruntime", "openvino", "executorch", "litert", "ncnn", "torchscript"
+    packages: tuple[str, ...]  # import names that must be installed
+    extra: str  # pip extra that installs them
+    precisions: tuple[str, ...]  # subset of PRECISIONS
+    suffix: str  # artifact file suffix
+    module: str  # defines export(...) and load(...), see the module docstring
+
+    def export(
+        self,
+        model: nn.Module,
+        path: str | os.PathLike,
+        example: Tensor,
+        precision: str,
+        calibration: Iterable[Tensor] | None,
+        metadata: dict,
+    ) -> Path:
+        return importlib.import_module(self.module).export(
+            model, Path(path), example, precision, calibration, metadata
+        )
+
+    def load(self, path: str | os.PathLike, threads: int | None = None):
+        return importlib.import_module(self.module).load(Path(path), threads)
+
+
+FLOAT_INT8 = ("fp32", "fp16", "int8")
+LITERT = ("ai_edge_torch", "ai_edge_litert")  # converter, interpreter
+
+# fmt: off
+TARGETS: dict[str, Target] = {r[0]: Target(*r[:5], "lightnets.deploy." + r[5]) for r in (
+    # runtime      import names             pip extra     precisions  suffix         module
+    ("onnxruntime", ("onnx", "onnxruntime"), "onnx",       FLOAT_INT8, ".onnx",       "onnx"),
+    ("openvino",    ("openvino",),           "openvino",   PRECISIONS, ".xml",        "openvino"),
+    ("executorch",  ("executorch",),         "executorch", FLOAT_INT8, ".pte",        "executorch"),
+    ("litert",      LITERT,                  "litert",     FLOAT_INT8, ".tflite",     "litert"),
+    ("ncnn",        ("pnnx", "ncnn"),        "ncnn",       FLOAT_INT8, ".ncnn.param", "ncnn"),
+    ("torchscript", (),                      "",           ("fp32",),  ".pt",        "torchscript"),
+)}
+# fmt: on
+
+
+def _unknown(kind: str, value: str, known: Iterable[str]) -> UnknownNameError:
+    known = list(known)
+    close = difflib.get_close_matches(value, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return UnknownNameError(f"unknown {kind} {value!r}{hint} (known: {', '.join(known)})")
+
+
+def get_target(runtime: str) -> Target:
+    """The Target named `runtime`; UnknownNameError with close matches otherwise."""
+    if runtime not in TARGETS:
+        raise _unknown("runtime", runtime, TARGETS)
+    return TARGETS[runtime]
+
+
+def check_precision_name(precision: str) -> str:
+    """`precision` if it is one of PRECISIONS; UnknownNameError with close matches otherwise."""
+    if precision not in PRECISIONS:
+        raise _unknown("precision", precision, PRECISIONS)
+    return precision
+
+
+def check_precision(target: Target, precision: str) -> str:
+    """`precision` if `target` exports it; UnknownNameError (a typo) or ConfigError (a real
+    precision this runtime does not offer) otherwise."""
+    check_precision_name(precision)
+    if precision not in target.precisions:
+        raise ConfigError(
+            f"{target.runtime} exports {', '.join(target.precisions)}, not {precision}"
+        )
+    return precision
+
+
+def missing_packages(target: Target) -> list[str]:
+    return [p for p in target.packages if importlib.util.find_spec(p) is None]
+
+
+def missing(target: Target) -> str | None:
+    """None when every package of `target` is installed, else the pip command that installs them."""
+    return f"pip install lightnets[{target.extra}]" if missing_packages(target) else None
+
+
+def require(target: Target) -> Target:
+    """`target`, or MissingDependencyError naming the missing packages and the pip command."""
+    absent = missing_packages(target)
+    if absent:
+        raise MissingDependencyError(
+            f"{target.runtime} needs {', '.join(absent)}: {missing(target)}"
+        )
+    return target
+
+
+# ------------------------------------------------------------------ artifacts and sidecars
+
+
+def sidecar_path(artifact: str | os.PathLike) -> Path:
+    """`model.onnx` -> `model.onnx.json`."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".json")
+
+
+def write_sidecar(artifact: str | os.PathLike, metadata: dict) -> Path:
+    from lightnets.files import write_text
+
+    path = sidecar_path(artifact)
+    write_text(path, json.dumps(metadata, indent=1) + "\n")
+    return path
+
+
+def read_sidecar(artifact: str | os.PathLike) -> dict:
+    """The metadata written beside `artifact`; ConfigError when it is missing or not JSON."""
+    path = sidecar_path(artifact)
+    if not path.is_file():
+        raise ConfigError(
+            f"{artifact}: no {path.name} beside it (export it with `lightnets export` to get the "
+            "preprocessing it needs)"
+        )
+    try:
+        metadata = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(metadata, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    return metadata
+
+
+def target_for_artifact(path: str | os.PathLike) -> Target:
+    """The target that wrote `path`: the sidecar's "runtime", else the file suffix."""
+    path = Path(path)
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        runtime = read_sidecar(path).get("runtime")
+        if runtime:
+            return get_target(runtime)
+    for target in sorted(TARGETS.values(), key=lambda t: -len(t.suffix)):  # .ncnn.param first
+        if path.name.endswith(target.suffix):
+            return target
+    suffixes = ", ".join(t.suffix for t in TARGETS.values())
+    raise ConfigError(f"{path}: not an artifact lightnets can run (suffixes: {suffixes})")
+
+
+def is_artifact(path: str | os.PathLike) -> bool:
+    """True when `path` is an existing file with a sidecar or a known artifact suffix."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    return sidecar_path(path).is_file() or any(
+        path.name.endswith(t.suffix) for t in TARGETS.values()
+    )
+
+
+def artifact_metadata(loaded, runtime: str, precision: str, **extra) -> dict:
+    """The sidecar / in-file metadata of an export of `loaded` (a checkpoints.LoadedModel)."""
+    import lightnets
+
+    pre = loaded.preprocessing
+    return {
+        "model_name": loaded.name,
+        "runtime": runtime,
+        "precision": precision,
+        "img_size": pre.img_size,
+        "crop_pct": pre.crop_pct,
+        "mean": list(pre.mean),
+        "std": list(pre.std),
+        "in_chans": loaded.in_chans,
+        "channel_order": "L" if loaded.in_chans == 1 else "RGB",
+        "class_names": list(loaded.class_names),
+        "batch": None,
+        "lightnets_version": lightnets.__version__,
+        **extra,
+    }
+
+
+# ------------------------------------------------------------------ verification
+
+# largest relative error (max |a - b| / max |b|) of a float artifact vs PyTorch fp32. fp16 keeps
+# ~3 significant digits per op and bf16 ~2; measured: fp16 5e-4 (random-weight MixNet-S) to 1.1e-2
+# (a briefly trained MobileNetV2-0.35 on Gaussian noise input), bf16 8x that. The limits leave
+# about 3x room above the worst seen.
+FLOAT_RTOL = {"fp32": 1e-4, "fp16": 3e-2, "bf16": 1e-1}
+# int8 is judged by what it changes for a user: on the calibration images, the share of images
+# whose top-1 class is that of the fp32 model, and the mean cosine of the logit vectors. The
+# cosine is the backstop for a broken kernel (u8 x s8 saturation took it to 0.65); correctly
+# quantized models measured 0.92-0.999 (few classes: a short logit vector turns more).
+INT8_MIN_AGREEMENT = 0.9
+INT8_MIN_COSINE = 0.9
+
+
+@dataclass(frozen=True)
+class Verification:
+    precision: str
+    images: int
+    relative_error: float | None = None  # float precisions
+    agreement: float | None = None  # int8: top-1 agreement with fp32 on the calibration images
+    cosine: float | None = None  # int8: mean cosine similarity of the logits
+
+    def summary(self) -> str:
+        if self.relative_error is not None:
+            limit = FLOAT_RTOL[self.precision]
+            return f"relative error {self.relative_error:.1e} <= {limit:.0e} vs PyTorch fp32"
+        return (
+            f"top-1 agreement {100 * self.agreement:.1f}% (>= {100 * INT8_MIN_AGREEMENT:.0f}%), "
+            f"logit cosine {self.cosine:.4f} (>= {INT8_MIN_COSINE}) vs fp32 on {self.images} "
+            "calibration images"
+        )
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def run_batches(
+    run: Callable[[np.ndarray], np.ndarray], batches: Iterable[Tensor], batch: int | None
+):
+    """`run` over `batches`, cut into batches of `batch` (None: as they come); one tensor."""
+    outs = []
+    for x in batches:
+        parts = [x] if batch is None else list(torch.split(x, batch))
+        for part in parts:
+            if batch is not None and part.shape[0] < batch:  # a fixed-batch artifact: pad
+                pad = part[-1:].expand(batch - part.shape[0], *part.shape[1:])
+                out = np.asarray(run(torch.cat([part, pad]).numpy()))[: part.shape[0]]
+            else:
+                out = np.asarray(run(part.contiguous().numpy()))
+            outs.append(torch.from_numpy(np.array(out, dtype=np.float32)))
+    return torch.cat(outs)
+
+
+def verify_artifact(
+    run: Callable[[np.ndarray], np.ndarray],
+    reference: nn.Module,
+    precision: str,
+    inputs: list[Tensor],
+    batch: int | None = None,
+    *,
+    rtol: float | None = None,
+    min_agreement: float = INT8_MIN_AGREEMENT,
+    min_cosine: float = INT8_MIN_COSINE,
+    name: str = "artifact",
+    classifier: bool = True,
+) -> Verification:
+    """Run `run` (an artifact's load()) on `inputs` and compare with `reference` in fp32.
+
+    Raises ConfigError (one line) below the thresholds; the artifact is left for inspection.
+    An embedding model (`classifier` False) is held to the cosine only: the index of its largest
+    output means nothing.
+    """
+    with torch.no_grad():
+        expected = torch.cat([reference.eval()(x) for x in inputs]).float()
+    actual = run_batches(run, inputs, batch)
+    if actual.shape != expected.shape:
+        raise ConfigError(
+            f"{name} output shape {tuple(actual.shape)} != PyTorch {tuple(expected.shape)}"
+        )
+    if not torch.isfinite(actual).all():
+        raise ConfigError(f"{name} returns non-finite values")
+    n = expected.shape[0]
+    if precision != "int8":
+        from lightnets.deploy.onnx import relative_error
+
+        error = relative_error(actual, expected)
+        limit = FLOAT_RTOL[precision] if rtol is None else rtol
+        if error > limit:
+            raise ConfigError(
+                f"{name} ({precision}) differs from PyTorch: relative error {error:.2e} > "
+                f"{limit:.0e}"
+            )
+        return Verification(precision, n, relative_error=error)
+    agreement = (actual.argmax(1) == expected.argmax(1)).float().mean().item()
+    cosine = torch.nn.functional.cosine_similarity(actual, expected, dim=1).mean().item()
+    if (classifier and agreement < min_agreement) or cosine < min_cosine:
+        raise ConfigError(
+            f"{name} (int8) strays from fp32 on {n} calibration images: top-1 agreement "
+            f"{100 * agreement:.1f}% (need {100 * min_agreement:.0f}%), logit cosine {cosine:.4f} "
+            f"(need {min_cosine}); keep more layers in float (--keep-float) or calibrate on more "
+            "images"
+        )
+    return Verification(precision, n, agreement=agreement, cosine=cosine)
+
+
+# ------------------------------------------------------------------ export, verified
+
+
+def artifact_files(artifact: str | os.PathLike) -> list[Path]:
+    """The files a deployment ships: the artifact and its weights file beside it when the format
+    has one (OpenVINO's model.xml -> model.bin, ncnn's model.ncnn.param -> model.ncnn.bin)."""
+    artifact = Path(artifact)
+    weights = artifact.with_suffix(".bin")
+    return [artifact, weights] if weights.is_file() and weights != artifact else [artifact]
+
+
+def export_verified(
+    loaded,
+    runtime: str,
+    precision: str,
+    path: str | os.PathLike,
+    *,
+    deployed: nn.Module | None = None,
+    calibration: list[Tensor] | None = None,
+    keep_float: Iterable[str] = (),
+    quantize: dict | None = None,
+    rtol: float | None = None,
+    min_agreement: float = INT8_MIN_AGREEMENT,
+    min_cosine: float = INT8_MIN_COSINE,
+    extra: dict | None = None,
+) -> dict:
+    """Export `loaded` (a checkpoints.LoadedModel) for `runtime` in `precision` at `path`, load
+    it back, check it against the PyTorch model (`verify_artifact`) and write the sidecar.
+
+    `deployed` is the module to export (default: `reparameterize(loaded.model)`: BN folded, mixed
+    convs merged); the reference is always `loaded.model`. Returns the sidecar's metadata.
+    """
+    target = require(get_target(runtime))
+    check_precision(target, precision)
+    keep_float = list(keep_float)
+    if keep_float and precision != "int8":
+        raise ConfigError("--keep-float only applies to --precision int8")
+    if precision == "int8" and not calibration:
+        raise ConfigError("int8 needs calibration images: pass --calibrate DIR")
+    if deployed is None:
+        from lightnets.deploy.reparam import reparameterize
+
+        deployed = reparameterize(loaded.model)
+    size = loaded.preprocessing.img_size
+    example = torch.randn(
+        2, loaded.in_chans, size, size, generator=torch.Generator().manual_seed(0)
+    )
+    metadata = artifact_metadata(
+        loaded,
+        runtime,
+        precision,
+        reparameterized=bool(getattr(deployed, "reparam_report", None)),
+        **({"keep_float": keep_float} if precision == "int8" else {}),
+        **({"quantize": dict(quantize)} if quantize else {}),
+        **(extra or {}),
+    )
+    path = Path(target.export(deployed, path, example, precision, calibration, metadata))
+    if sidecar_path(path).is_file():  # an exporter may have written its own additions
+        metadata = {**metadata, **read_sidecar(path)}
+    run = target.load(path)
+    if precision == "int8":
+        inputs = list(calibration)
+    else:
+        g = torch.Generator().manual_seed(1)
+        inputs = [torch.randn(b, loaded.in_chans, size, size, generator=g) for b in (1, 3)]
+    verification = verify_artifact(
+        run,
+        loaded.model,
+        precision,
+        inputs,
+        metadata.get("batch"),
+        rtol=rtol,
+        min_agreement=min_agreement,
+        min_cosine=min_cosine,
+        name=f"{runtime} {path.name}",
+        classifier=not getattr(loaded.model, "card", None) or not loaded.model.card.embedding_dim,
+    )
+    metadata["verification"] = verification.to_dict()
+    metadata["files"] = [p.name for p in artifact_files(path)]
+    write_sidecar(path, metadata)
+    return metadata
+
+
+class ArtifactModule(nn.Module):
+    """An artifact's load() function as a module (torch batch in, logits out), so that code
+    written for PyTorch models (lightnets.train.evaluate) runs it unchanged."""
+
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], batch: int | None = None):
+        super().__init__()
+        self.run, self.batch = run, batch
+
+    def forward(self, x: Tensor) -> Tensor:
+        return run_batches(self.run, [x.detach().float().cpu()], self.batch)
+
+
+# ------------------------------------------------------------------ the deployment matrix
+
+
+@dataclass
+class Cell:
+    """One runtime x precision of a deployment matrix: how it was exported and how it ran."""
+
+    runtime: str
+    precision: str
+    status: str = "ok"  # ok, missing (not installed), failed (export or verification)
+    note: str = ""
+    path: Path | None = None
+    metadata: dict | None = None
+    run: Callable | None = None
+    b1_ms: list[float] | None = None
+    bn_ms: list[float] | None = None
+    top1: float | None = None
+    top5: float | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} {self.precision}"
+
+
+def _time_block(run, x, seconds: float = 0.15) -> float:
+    """ms per call of `run(x)` over a block of calls lasting about `seconds` (at least 1)."""
+    import time
+
+    start = time.perf_counter()
+    run(x)
+    once = time.perf_counter() - start
+    number = max(1, int(seconds / max(once, 1e-6)))
+    start = time.perf_counter()
+    for _ in range(number):
+        run(x)
+    return (time.perf_counter() - start) / number * 1e3
+
+
+def time_cells(
+    cells: list[Cell],
+    shape: tuple[int, int, int],
+    rounds: int = 5,
+    batch: int = 32,
+    wait_idle: bool = True,
+    on_round: Callable[[int], None] | None = None,
+) -> int:
+    """Fill each cell's b1_ms and bn_ms (ms per call at batch 1 and `batch`) from `rounds`
+    interleaved rounds: every round times every cell once, each block started on an idle CPU
+    (lightnets.profiling.wait_for_idle_cpu) so that a runtime's spinning worker threads or another
+    process do not land in the next cell. A fixed-batch artifact is timed at its own batch.
+    Returns how many blocks started on a busy CPU (the idle wait timed out): a noise warning."""
+    from lightnets.profiling.timing import wait_for_idle_cpu
+
+    g = torch.Generator().manual_seed(0)
+    inputs = {}
+    for cell in cells:
+        fixed = (cell.metadata or {}).get("batch")
+        for b in (fixed or 1, fixed or batch):
+            if b not in inputs:
+                inputs[b] = torch.randn(b, *shape, generator=g).numpy()
+        cell.b1_ms, cell.bn_ms = [], []
+        for b in (fixed or 1, fixed or batch):  # warm-up: first calls compile, allocate, tune
+            cell.run(inputs[b])
+    busy = 0
+    for r in range(rounds):
+        for cell in cells:
+            fixed = (cell.metadata or {}).get("batch")
+            if wait_idle:
+                busy += not wait_for_idle_cpu(timeout=10)
+            cell.b1_ms.append(_time_block(cell.run, inputs[fixed or 1]))
+        for cell in cells:
+            fixed = (cell.metadata or {}).get("batch")
+            if wait_idle:
+                busy += not wait_for_idle_cpu(timeout=10)
+            cell.bn_ms.append(_time_block(cell.run, inputs[fixed or batch], seconds=0.0))
+        if on_round:
+            on_round(r)
+    return busy
+
+
+def cell_row(cell: Cell, reference_top1: float | None, batch: int) -> dict:
+    """A Cell as a table / JSON row."""
+    import statistics
+
+    meta = cell.metadata or {}
+    fixed = meta.get("batch")
+    row = {
+        "runtime": cell.runtime,
+        "precision": cell.precision,
+        "status": cell.status,
+        "b1_min_ms": min(cell.b1_ms) if cell.b1_ms else None,
+        "b1_median_ms": statistics.median(cell.b1_ms) if cell.b1_ms else None,
+        "batch": fixed or batch,
+        "images_per_s": (fixed or batch) / min(cell.bn_ms) * 1e3 if cell.bn_ms else None,
+        "size_mb": (
+            sum(p.stat().st_size for p in artifact_files(cell.path)) / 1e6 if cell.path else None
+        ),
+        "top1": cell.top1,
+        "top5": cell.top5,
+        "top1_drop": (
+            reference_top1 - cell.top1
+            if reference_top1 is not None and cell.top1 is not None
+            else None
+        ),
+        "check": _check_text(meta.get("verification")),
+        "note": cell.note + (f"; fixed batch {fixed}" if fixed else ""),
+        "artifact": str(cell.path) if cell.path else None,
+    }
+    if cell.b1_ms:
+        row["b1_ms_rounds"] = [round(t, 4) for t in cell.b1_ms]
+    if meta.get("quantization"):
+        row["quantization"] = meta["quantization"]
+    return row
+
+
+def _check_text(verification: dict | None) -> str | None:
+    if not verification:
+        return None
+    if "relative_error" in verification:
+        return f"err {verification['relative_error']:.1e}"
+    return f"agree {100 * verification['agreement']:.1f}%, cos {verification['cosine']:.4f}"
+
+
+def fastest_within(rows: list[dict], max_drop: float) -> dict | None:
+    """The row with the lowest batch-1 min latency among those within `max_drop` points of the
+    reference top-1 (rows without an accuracy figure do not qualify)."""
+    ok = [
+        r
+        for r in rows
+        if r["status"] == "ok"
+        and r["b1_min_ms"] is not None
+        and r["top1_drop"] is not None
+        and r["top1_drop"] <= max_drop
+    ]
+    return min(ok, key=lambda r: r["b1_min_ms"]) if ok else None

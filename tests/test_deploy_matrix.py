@@ -1,0 +1,216 @@
+"""`lightnets eval --model ARTIFACT`, `lightnets deploy` (the runtime x precision matrix) and the
+one-line errors of export/eval/deploy on bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from test_quantize import CLASSES, MODEL, quick_train, save_checkpoint, write_images
+
+import lightnets
+from lightnets import cli
+from lightnets.deploy import targets
+
+needs_ort = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed"
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("matrix")
+    data = write_images(root / "data", per_class=10)
+    torch.manual_seed(0)
+    model = lightnets.create_model(MODEL, num_classes=len(CLASSES), small_input=True)
+    quick_train(model, data, steps=30)
+    return save_checkpoint(model, root / "model.safetensors", MODEL, data), data
+
+
+def one_line_error(capsys, argv) -> str:
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, (code, err)
+    return err
+
+
+# ------------------------------------------------------------------ eval --model ARTIFACT
+
+
+@needs_ort
+def test_eval_of_an_artifact_matches_pytorch(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    out = tmp_path / "m.onnx"
+    assert cli.main(["export", "--checkpoint", str(checkpoint), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert cli.main(["eval", "--checkpoint", str(checkpoint), "--data", str(data),
+                     "--format", "json", "-o", str(tmp_path)]) == 0  # fmt: skip
+    eager = json.loads(capsys.readouterr().out)
+    argv = ["eval", "--model", str(out), "--data", str(data), "--format", "json"]
+    assert cli.main([*argv, "--checkpoint", str(checkpoint)]) == 0
+    onnx = json.loads(capsys.readouterr().out)
+    assert onnx["images"] == eager["images"] == 30 and onnx["runtime"] == "onnxruntime"
+    assert abs(onnx["top1"] - eager["top1"]) <= 0.5
+    assert abs(onnx["pytorch_top1"] - eager["top1"]) <= 0.5 and abs(onnx["top1_drop"]) <= 0.5
+
+
+@needs_ort
+def test_eval_refuses_an_artifact_of_another_model(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    other = lightnets.create_model("mobilenet_v2_w050", num_classes=len(CLASSES), small_input=True)
+    other_ckpt = save_checkpoint(
+        other.eval(), tmp_path / "o.safetensors", "mobilenet_v2_w050", data
+    )
+    out = tmp_path / "other.onnx"
+    assert cli.main(["export", "--checkpoint", str(other_ckpt), "-o", str(out)]) == 0
+    capsys.readouterr()
+    argv = ["eval", "--model", str(out), "--data", str(data), "--checkpoint", str(checkpoint)]
+    err = one_line_error(capsys, argv)
+    assert f"exported from mobilenet_v2_w050, but --checkpoint {checkpoint} holds {MODEL}" in err
+
+
+# ------------------------------------------------------------------ the matrix
+
+
+@needs_ort
+def test_deploy_matrix_writes_json_table_and_names_a_winner(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    have_openvino = targets.missing(targets.get_target("openvino")) is None
+    runtimes = "onnxruntime,openvino" if have_openvino else "onnxruntime"
+    out = tmp_path / "deploy"
+    argv = ["deploy", str(checkpoint), "--data", str(data), "--runtimes", runtimes,
+            "--precisions", "fp32,int8", "--rounds", "2", "--batch", "4", "--no-wait-idle",
+            "--threads", "1", "-o", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    result = json.loads((out / "deploy.json").read_text())
+    rows = {(r["runtime"], r["precision"]): r for r in result["rows"]}
+    expected = {("pytorch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")}
+    if have_openvino:
+        expected |= {("openvino", "fp32"), ("openvino", "int8")}
+    assert set(rows) == expected
+    for key in expected - {("pytorch", "fp32")}:
+        row = rows[key]
+        assert row["status"] == "ok", (row["note"], row)
+        assert row["b1_min_ms"] > 0 and row["b1_median_ms"] >= row["b1_min_ms"]
+        assert row["images_per_s"] > 0 and row["batch"] == 4 and row["size_mb"] > 0
+        assert 0 <= row["top1"] <= 100 and row["top1_drop"] is not None
+    assert abs(rows[("onnxruntime", "fp32")]["top1_drop"]) <= 0.5
+    winner = result["winner"]
+    assert winner is not None and (winner["runtime"], winner["precision"]) in expected
+    assert f"fastest within 1.0 points: {winner['runtime']} {winner['precision']}" in printed
+    assert "b1 min ms" in printed and "onnxruntime" in printed
+    if importlib.util.find_spec("matplotlib"):
+        assert (out / "deploy.png").stat().st_size > 0
+
+
+def test_deploy_reports_a_runtime_that_is_not_installed_as_a_row(
+    trained, tmp_path, capsys, monkeypatch
+):
+    checkpoint, data = trained
+    real = targets.missing_packages
+    monkeypatch.setattr(
+        targets,
+        "missing_packages",
+        lambda t: ["openvino"] if t.runtime == "openvino" else real(t),
+    )
+    out = tmp_path / "deploy"
+    argv = ["deploy", str(checkpoint), "--data", str(data), "--runtimes", "openvino,torchscript",
+            "--precisions", "fp32", "--rounds", "1", "--no-wait-idle", "-o", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    rows = json.loads((out / "deploy.json").read_text())["rows"]
+    missing = [r for r in rows if r["runtime"] == "openvino"]
+    assert len(missing) == 1 and missing[0]["status"] == "missing"
+    assert "pip install lightnets[openvino]" in missing[0]["note"]
+    assert any(r["runtime"] == "torchscript" and r["status"] == "ok" for r in rows)
+
+
+# ------------------------------------------------------------------ bad input: one line, exit 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--runtime", "onnxrt"], "unknown runtime 'onnxrt'; did you mean onnxruntime"),
+        (["--runtime", "openvion"], "did you mean openvino"),
+        (["--precision", "int4"], "unknown precision 'int4'; did you mean int8"),
+        (["--precision", "bf16"], "onnxruntime exports fp32, fp16, int8, not bf16"),
+        (["--precision", "fp16", "--keep-float", "se"], "--keep-float only applies to"),
+        (["--precision", "int8", "--keep-float", "sse"], "did you mean se"),
+    ],
+)
+def test_export_bad_runtime_or_precision(extra, message, tmp_path, capsys):
+    err = one_line_error(capsys, ["export", MODEL, "-o", str(tmp_path / "m.onnx"), *extra])
+    assert message in err
+
+
+@needs_ort
+def test_int8_needs_calibration_images(trained, tmp_path, capsys):
+    _, data = trained
+    out = str(tmp_path / "m.onnx")
+    # a model without a run: no training folder to calibrate on
+    err = one_line_error(capsys, ["export", MODEL, "--precision", "int8", "-o", out])
+    assert "int8 needs calibration images: pass --calibrate DIR" in err
+    empty = tmp_path / "empty"
+    (empty / "train" / "a").mkdir(parents=True)
+    argv = ["export", MODEL, "--precision", "int8", "--calibrate", str(empty), "-o", out]
+    assert "no images below it" in one_line_error(capsys, argv)
+    argv[5] = str(tmp_path / "nowhere")
+    assert "nowhere: no such directory" in one_line_error(capsys, argv)
+
+
+def test_runtime_not_installed_is_one_line(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(targets, "missing_packages", lambda t: list(t.packages))
+    argv = ["export", MODEL, "--runtime", "openvino", "-o", str(tmp_path / "m.xml")]
+    err = one_line_error(capsys, argv)
+    assert "openvino needs openvino: pip install lightnets[openvino]" in err
+
+
+def test_deploy_bad_input(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    base = ["deploy", str(checkpoint), "--data", str(data), "-o", str(tmp_path / "d")]
+    assert "did you mean ncnn" in one_line_error(capsys, [*base, "--runtimes", "ncn"])
+    assert "did you mean fp16" in one_line_error(capsys, [*base, "--precisions", "fp61"])
+    missing = ["deploy", str(checkpoint), "--data", str(tmp_path / "none")]
+    assert "no such directory" in one_line_error(capsys, missing)
+
+
+def test_eval_of_a_file_that_is_no_artifact(tmp_path, capsys):
+    stray = tmp_path / "notes.onnx"
+    stray.write_text("not a model")
+    (tmp_path / "notes.onnx.json").write_text("{broken")
+    err = one_line_error(capsys, ["eval", "--model", str(stray), "--data", str(tmp_path)])
+    assert "notes.onnx.json: not JSON" in err
+
+
+def test_artifact_suffixes_and_sidecars(tmp_path):
+    assert targets.target_for_artifact(tmp_path / "m.ncnn.param").runtime == "ncnn"
+    assert targets.target_for_artifact(tmp_path / "m.xml").runtime == "openvino"
+    with pytest.raises(ValueError, match="not an artifact"):
+        targets.target_for_artifact(tmp_path / "m.bin")
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"")
+    targets.write_sidecar(path, {"runtime": "litert", "precision": "int8"})
+    assert targets.read_sidecar(path)["precision"] == "int8"
+    assert targets.is_artifact(path) and targets.target_for_artifact(path).runtime == "litert"
+    assert targets.missing(targets.get_target("torchscript")) is None
+    # one row per registered runtime, each with a module and precisions it claims
+    assert set(targets.TARGETS) == {
+        "onnxruntime", "openvino", "executorch", "litert", "ncnn", "torchscript"
+    }  # fmt: skip
+    assert all(set(t.precisions) <= set(targets.PRECISIONS) for t in targets.TARGETS.values())
+
+
+def test_verify_artifact_fails_on_disagreement():
+    model = torch.nn.Linear(4, 3).eval()
+    inputs = [torch.randn(16, 4)]
+
+    def wrong(x):
+        return -model(torch.from_numpy(x)).detach().numpy()
+
+    with pytest.raises(ValueError, match="strays from fp32"):
+        targets.verify_artifact(wrong, model, "int8", inputs)
+    with pytest.raises(ValueError, match=r"relative error .* > 1e-04"):
+        targets.verify_artifact(wrong, model, "fp32", inputs)

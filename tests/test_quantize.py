@@ -1,0 +1,302 @@
+"""int8 and half-precision artifacts: ORT and OpenVINO/NNCF quantization on a small trained model,
+mixed precision (--keep-float), fp16/bf16 parity and VGNet's fixed kernels in int8.
+
+The models are trained for a few dozen steps on coloured images the tests write, so that their
+logits are decisive: int8 is checked by top-1 agreement, which random weights (near-tied logits)
+cannot give.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import lightnets
+from lightnets import cli
+from lightnets.deploy import quantize, targets
+
+CLASSES = ("amber", "teal", "violet")
+COLOURS = {"amber": (230, 160, 30), "teal": (20, 150, 140), "violet": (140, 60, 200)}
+MODEL = "mobilenet_v2_w035"
+SIZE = 32
+
+needs_ort = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed"
+)
+needs_openvino = pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
+    reason="openvino or nncf is not installed: pip install lightnets[openvino]",
+)
+
+
+def write_images(root: Path, per_class: int = 8, size: int = SIZE, seed: int = 0) -> Path:
+    """root/{train,val}/<class>/*.png: a class colour, a random gradient and noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split in ("train", "val"):
+        for name, colour in COLOURS.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                ramp = np.linspace(-40, 40, size)[None, :, None] * rng.uniform(-1, 1)
+                pixels = np.array(colour)[None, None] + ramp + rng.normal(0, 25, (size, size, 3))
+                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+def quick_train(model, data: Path, steps: int = 40, size: int = SIZE):
+    """A few SGD steps on the train images: decisive logits, BN statistics from real inputs."""
+    from lightnets.checkpoints import Preprocessing
+
+    card = lightnets.model_card(MODEL)
+    pre = Preprocessing(size, 1.0, card.mean, card.std)
+    files = [str(p) for c in CLASSES for p in sorted((data / "train" / c).glob("*.png"))]
+    x = torch.cat(quantize.calibration_batches(files, pre, 3, batch=64))
+    y = torch.tensor([CLASSES.index(Path(f).parent.name) for f in files])
+    torch.manual_seed(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-3)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    # BN statistics of the final weights (the running averages trail a fast-moving model, and
+    # eval-mode activations then span ranges no 8-bit grid covers well)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.reset_running_stats()
+                m.momentum = None  # a plain average over the passes below
+        model(x)
+    return model.eval()
+
+
+def save_checkpoint(model, path: Path, name: str, data: Path | None, size: int = SIZE) -> Path:
+    from safetensors.torch import save_file
+
+    config = {"model": name, "img_size": size, "crop_pct": 1.0}
+    if data is not None:
+        config["data"] = str(data)
+    meta = {"class_names": json.dumps(list(CLASSES)), "config": json.dumps(config)}
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), meta)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(checkpoint, data dir) of a MobileNetV2-0.35 trained briefly on the written images."""
+    root = tmp_path_factory.mktemp("quant")
+    data = write_images(root / "data")
+    torch.manual_seed(0)
+    model = lightnets.create_model(MODEL, num_classes=len(CLASSES), small_input=True)
+    quick_train(model, data)
+    return save_checkpoint(model, root / "model.safetensors", MODEL, data), data
+
+
+def _sidecar(path: Path) -> dict:
+    return json.loads(Path(f"{path}.json").read_text())
+
+
+# ------------------------------------------------------------------ building blocks
+
+
+def test_parse_keep_float_suggests_close_kinds():
+    assert quantize.parse_keep_float("se, act,se") == ("se", "act")
+    with pytest.raises(KeyError, match="did you mean dw-large"):
+        quantize.parse_keep_float("dw-larg")
+
+
+def test_weight_grid_finds_fixed_kernels_and_not_learned_ones():
+    from lightnets.layers.fixed import fixed_kernel
+
+    def grid(kind, **kw):
+        return quantize.weight_grid(fixed_kernel(kind, **kw)[None, None].numpy())
+
+    assert grid("sobel_x") == [2] and grid("laplacian4") == [4] and grid("laplacian8") == [8]
+    assert grid("roberts_x") == [1] and grid("identity") == [1] and grid("box") == [1]
+    assert grid("gaussian", sigma=1.0) is None  # ratios e^-1/2, e^-1: no int8 grid fits
+    assert quantize.weight_grid(torch.randn(8, 1, 3, 3).numpy()) is None
+
+
+# ------------------------------------------------------------------ int8 through the CLI
+
+
+@needs_ort
+def test_ort_int8_export_runs_and_agrees(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    out = tmp_path / "m-int8.onnx"
+    argv = ["export", "--checkpoint", str(checkpoint), "--precision", "int8", "-o", str(out)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert f"calibrating on 24 images from {data / 'train'}" in printed  # the run's own images
+    meta = _sidecar(out)
+    assert meta["precision"] == "int8" and meta["runtime"] == "onnxruntime"
+    assert meta["verification"]["agreement"] >= targets.INT8_MIN_AGREEMENT
+    assert meta["verification"]["cosine"] >= targets.INT8_MIN_COSINE
+    assert meta["class_names"] == list(CLASSES) and meta["channel_order"] == "RGB"
+    from lightnets.deploy.onnx import op_counts, read_metadata
+
+    ops = op_counts(out)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["Conv"] > 0
+    assert json.loads(read_metadata(out)["class_names"]) == list(CLASSES)
+    run = targets.get_target("onnxruntime").load(out)
+    for batch in (1, 5):  # the batch axis stays dynamic
+        y = run(np.random.default_rng(0).standard_normal((batch, 3, SIZE, SIZE), np.float32))
+        assert y.shape == (batch, len(CLASSES)) and np.isfinite(y).all()
+
+
+@needs_openvino
+def test_openvino_int8_export_runs_and_agrees(trained, tmp_path, capsys):
+    checkpoint, data = trained
+    out = tmp_path / "m-int8.xml"
+    argv = ["export", "--checkpoint", str(checkpoint), "--runtime", "openvino"]
+    argv += ["--precision", "int8", "--calibrate", str(data), "-o", str(out)]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    meta = _sidecar(out)
+    assert meta["verification"]["agreement"] >= targets.INT8_MIN_AGREEMENT
+    assert meta["files"] == ["m-int8.xml", "m-int8.bin"]
+    import openvino as ov
+
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(out)).get_ordered_ops()}
+    assert "FakeQuantize" in ops
+    run = targets.get_target("openvino").load(out)
+    for batch in (1, 4):
+        y = run(np.zeros((batch, 3, SIZE, SIZE), np.float32))
+        assert y.shape == (batch, len(CLASSES)) and np.isfinite(y).all()
+
+
+@pytest.mark.parametrize(
+    ("runtime", "precision"),
+    [("onnxruntime", "fp16"), ("openvino", "fp16"), ("openvino", "bf16")],
+)
+def test_half_precisions_match_pytorch_within_their_tolerance(
+    trained, tmp_path, runtime, precision
+):
+    target = targets.get_target(runtime)
+    if targets.missing(target):
+        pytest.skip(f"{runtime} is not installed: {targets.missing(target)}")
+    from lightnets.checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(trained[0])
+    path = tmp_path / f"m{target.suffix}"
+    meta = targets.export_verified(loaded, runtime, precision, path)
+    error = meta["verification"]["relative_error"]
+    assert 0 < error <= targets.FLOAT_RTOL[precision]
+    assert meta["verification"]["precision"] == precision
+    if runtime == "openvino" and precision == "fp16":  # weights stored in half: about half size
+        fp32 = targets.export_verified(loaded, runtime, "fp32", tmp_path / "f.xml")
+        assert fp32["verification"]["relative_error"] <= 1e-4
+        assert (tmp_path / "m.bin").stat().st_size < 0.6 * (tmp_path / "f.bin").stat().st_size
+
+
+# ------------------------------------------------------------------ mixed precision
+
+
+@pytest.fixture(scope="module")
+def mixnet_onnx(tmp_path_factory):
+    """A re-parameterized MixNet-S (SE, SiLU, 3x3-9x9 depthwise) as fp32 ONNX, 32 px."""
+    pytest.importorskip("onnxruntime")
+    from lightnets.deploy import reparameterize
+    from lightnets.deploy.onnx import write_onnx
+
+    torch.manual_seed(0)
+    model = lightnets.create_model("mixnet_s", num_classes=3, small_input=True).eval()
+    path = tmp_path_factory.mktemp("mixnet") / "mixnet_s.onnx"
+    write_onnx(reparameterize(model), torch.randn(2, 3, SIZE, SIZE), path)
+    return path
+
+
+def _optimized_ops(path: Path, tmp_path: Path) -> dict[str, int]:
+    """Op counts of what onnxruntime runs: QDQ groups fused into QLinear* kernels (level 2)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+@needs_ort
+def test_keep_float_leaves_exactly_those_layers_in_float(mixnet_onnx, tmp_path):
+    import onnx
+
+    nodes = quantize.onnx_graph(onnx.load(str(mixnet_onnx)))
+    kinds = quantize.float_nodes(nodes, quantize.KEEP_FLOAT)
+    # the structural search agrees with the module names the exporter wrote
+    assert set(kinds["se"]) == {n.name for n in nodes if "/se/" in n.name}
+    assert len(kinds["se"]) == 13 * 7  # 13 SE blocks: pool, conv, SiLU (2), conv, sigmoid, mul
+    assert len(kinds["act"]) == 2 * 26  # 26 SiLU outside SE, each a Sigmoid and a Mul
+    assert len(kinds["dw-large"]) == 13 and len(kinds["dw"]) == 16
+    assert kinds["first"][0].endswith("stem/conv/Conv") and kinds["last"][0].endswith("Gemm")
+
+    calibration = [torch.randn(4, 3, SIZE, SIZE) for _ in range(2)]
+
+    def run(keep):
+        out = tmp_path / f"q-{'-'.join(keep) or 'all'}.onnx"
+        report = quantize.quantize_onnx(mixnet_onnx, out, calibration, keep)
+        return _optimized_ops(out, tmp_path), report
+
+    everything, _ = run(())
+    assert "Sigmoid" not in everything and "Conv" not in everything  # all int8 kernels
+    act, report = run(("act",))
+    assert act["Sigmoid"] == 26 and act["QLinearSigmoid"] == 26  # SE: its SiLU and gate stay int8
+    assert report.to_dict()["kept_float"] == {"act": 52}
+    dw, _ = run(("dw-large", "first"))
+    assert dw.get("Conv", 0) + dw.get("FusedConv", 0) == 13 + 1
+    assert dw["QLinearConv"] == everything["QLinearConv"] - 14
+
+
+# ------------------------------------------------------------------ VGNet's fixed kernels
+
+
+@needs_ort
+@pytest.mark.parametrize("name", ["vgnet_f_1_5mp", "vgnet_g_1_0mp"])
+def test_vgnet_fixed_kernels_in_int8(name, tmp_path):
+    """Edge kernels (Sobel, Laplacian: integer ratios) are quantized exactly, on a per-channel
+    grid of max|w| / (D * (63 // D)) (7-bit weights); Gaussian kernels cannot be (irrational
+    ratios) and stay within half a step of 1/63 of their peak, as any per-channel weight."""
+    import onnx
+    from onnx import numpy_helper
+
+    from lightnets.deploy import reparameterize
+    from lightnets.deploy.onnx import write_onnx
+    from lightnets.layers.fixed import FixedDepthwiseConv2d
+
+    torch.manual_seed(0)
+    model = lightnets.create_model(name, num_classes=3, small_input=True).eval()
+    fixed = [n for n, m in model.named_modules() if isinstance(m, FixedDepthwiseConv2d)]
+    assert fixed
+    src = write_onnx(reparameterize(model), torch.randn(2, 3, SIZE, SIZE), tmp_path / "f.onnx")
+    dst = tmp_path / "q.onnx"
+    report = quantize.quantize_onnx(src, dst, [torch.randn(4, 3, SIZE, SIZE)])
+    floats = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(src)).graph.initializer}
+    graph = onnx.load(str(dst)).graph
+    ints = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    errors = {}
+    for node in graph.node:
+        name_w = node.input[0].removesuffix("_quantized")
+        if node.op_type != "DequantizeLinear" or not any(name_w.startswith(f) for f in fixed):
+            continue
+        if name_w not in floats or floats[name_w].ndim != 4:  # biases are int32, not int8
+            continue
+        scale = ints[node.input[1]].reshape(-1, 1, 1, 1)
+        dequantized = ints[node.input[0]].astype(np.float64) * scale
+        w = floats[name_w]
+        errors[name_w] = np.abs(dequantized - w).max() / np.abs(w).max()
+    assert errors, "no fixed-kernel weights found in the int8 graph"
+    exact = {w for w in errors if quantize.weight_grid(floats[w], qmax=63) is not None}
+    assert report.options.get("exact_grid_weights", 0) == len(exact)
+    assert all(errors[w] < 1e-6 for w in exact)  # Sobel / Laplacian / Roberts banks
+    assert all(errors[w] <= 0.5 / 63 + 1e-6 for w in set(errors) - exact)  # Gaussian
+    assert bool(exact) == name.startswith("vgnet_f")  # VGNet-F has the edge banks
