@@ -18,7 +18,7 @@ import torch
 
 import lightnets
 from lightnets import cli
-from lightnets.deploy import quantize, targets
+from lightnets.deploy import quant_graph, quantize, targets
 
 CLASSES = ("amber", "teal", "violet")
 COLOURS = {"amber": (230, 160, 30), "teal": (20, 150, 140), "violet": (140, 60, 200)}
@@ -107,9 +107,9 @@ def _sidecar(path: Path) -> dict:
 
 
 def test_parse_keep_float_suggests_close_kinds():
-    assert quantize.parse_keep_float("se, act,se") == ("se", "act")
+    assert quant_graph.parse_keep_float("se, act,se") == ("se", "act")
     with pytest.raises(KeyError, match="did you mean dw-large"):
-        quantize.parse_keep_float("dw-larg")
+        quant_graph.parse_keep_float("dw-larg")
 
 
 def test_weight_grid_finds_fixed_kernels_and_not_learned_ones():
@@ -231,8 +231,8 @@ def _optimized_ops(path: Path, tmp_path: Path) -> dict[str, int]:
 def test_keep_float_leaves_exactly_those_layers_in_float(mixnet_onnx, tmp_path):
     import onnx
 
-    nodes = quantize.onnx_graph(onnx.load(str(mixnet_onnx)))
-    kinds = quantize.float_nodes(nodes, quantize.KEEP_FLOAT)
+    nodes = quant_graph.onnx_graph(onnx.load(str(mixnet_onnx)))
+    kinds = quant_graph.float_nodes(nodes, quant_graph.KEEP_FLOAT)
     # the structural search agrees with the module names the exporter wrote
     assert set(kinds["se"]) == {n.name for n in nodes if "/se/" in n.name}
     assert len(kinds["se"]) == 13 * 7  # 13 SE blocks: pool, conv, SiLU (2), conv, sigmoid, mul

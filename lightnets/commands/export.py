@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     import lightnets
     from lightnets.checkpoints import load_checkpoint
     from lightnets.deploy import targets
-    from lightnets.deploy.quantize import parse_keep_float
+    from lightnets.deploy.quant_graph import parse_keep_float
     from lightnets.errors import ConfigError
     from lightnets.files import check_writable
 

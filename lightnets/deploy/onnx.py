@@ -232,7 +232,7 @@ def export(
 ) -> Path:
     """Write `model` as an ONNX file for onnxruntime in `precision` (fp32, fp16 or int8).
 
-    int8 uses `metadata["keep_float"]` (lightnets.deploy.quantize.KEEP_FLOAT kinds) and
+    int8 uses `metadata["keep_float"]` (lightnets.deploy.quant_graph.KEEP_FLOAT kinds) and
     `metadata["quantize"]` (keyword arguments of quantize_onnx), and adds what the quantizer
     left in float to `metadata["quantization"]`. Verification is the caller's
     (lightnets.deploy.targets.verify_artifact)."""
