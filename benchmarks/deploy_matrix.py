@@ -31,7 +31,7 @@ from deploy import randomize_norms  # noqa: E402
 
 import lightnets  # noqa: E402
 from lightnets.checkpoints import load_checkpoint  # noqa: E402
-from lightnets.deploy import reparameterize, targets  # noqa: E402
+from lightnets.deploy import matrix, reparameterize, targets  # noqa: E402
 from lightnets.deploy.quantize import calibration_batches, calibration_files  # noqa: E402
 from lightnets.tables import Column, render  # noqa: E402
 
@@ -64,13 +64,13 @@ VARIANTS = {
 QUICK = ("ORT fp32", "ORT int8", "ORT int8 keep act", "OV fp32", "OV int8")
 
 
-def build_cells(loaded, labels, calibration, workdir: Path, strict: bool) -> list[targets.Cell]:
+def build_cells(loaded, labels, calibration, workdir: Path, strict: bool) -> list[matrix.Cell]:
     deployed = reparameterize(loaded.model)
     cells = []
     for label in labels:
         runtime, precision, keep, options = VARIANTS[label]
         target = targets.get_target(runtime)
-        cell = targets.Cell(runtime, precision, note=label)
+        cell = matrix.Cell(runtime, precision, note=label)
         if targets.missing(target):
             cell.status, cell.note = "missing", f"{label}: {targets.missing(target)}"
             cells.append(cell)
@@ -94,7 +94,7 @@ def build_cells(loaded, labels, calibration, workdir: Path, strict: bool) -> lis
     return cells
 
 
-def timm_cell(name: str, size: int, workdir: Path) -> targets.Cell | None:
+def timm_cell(name: str, size: int, workdir: Path) -> matrix.Cell | None:
     """timm's own model of the same name, exported to ONNX fp32 and run in ORT."""
     try:
         import timm
@@ -107,7 +107,7 @@ def timm_cell(name: str, size: int, workdir: Path) -> targets.Cell | None:
 
     model = timm.create_model(card.timm_name, pretrained=False).eval()
     path = write_onnx(model, torch.randn(2, 3, size, size), workdir / "timm.onnx")
-    cell = targets.Cell("timm", "fp32", note=f"timm {card.timm_name} -> ORT fp32", path=path)
+    cell = matrix.Cell("timm", "fp32", note=f"timm {card.timm_name} -> ORT fp32", path=path)
     cell.metadata = {}
     cell.run = load(path, None)
     return cell
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
         for cell in ok:
             cell.run = targets.get_target(cell.runtime).load(cell.path, args.threads)
         baseline = timm_cell(loaded.name, size, workdir)
-        eager = targets.Cell("pytorch", "fp32", note="eager")
+        eager = matrix.Cell("pytorch", "fp32", note="eager")
         eager.metadata = {}
 
         def eager_run(x):
@@ -168,9 +168,9 @@ def main(argv=None) -> int:
         if args.data:
             reference_top1 = _top1s(loaded, args.data, [eager, *ok])
         print(f"timing {len(timed)} cells x {args.rounds} rounds", file=sys.stderr, flush=True)
-        targets.time_cells(timed, (loaded.in_chans, size, size), args.rounds, args.batch,
+        matrix.time_cells(timed, (loaded.in_chans, size, size), args.rounds, args.batch,
                            args.wait_idle)  # fmt: skip
-        rows = [targets.cell_row(c, reference_top1, args.batch) for c in [*timed, *[
+        rows = [matrix.cell_row(c, reference_top1, args.batch) for c in [*timed, *[
             c for c in cells if c.status != "ok"]]]  # fmt: skip
     for row in rows:
         row["variant"] = row["note"].split(";")[0] or row["runtime"]

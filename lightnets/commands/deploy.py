@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from lightnets.checkpoints import load_checkpoint
-    from lightnets.deploy import targets
+    from lightnets.deploy import matrix, targets
     from lightnets.deploy.quant_graph import parse_keep_float
     from lightnets.errors import ConfigError
     from lightnets.tables import render
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if targets.missing(target):
             absent = ", ".join(targets.missing_packages(target))
             cells.append(
-                targets.Cell(runtime, "-", "missing", f"{absent}: {targets.missing(target)}")
+                matrix.Cell(runtime, "-", "missing", f"{absent}: {targets.missing(target)}")
             )
             continue
         for precision in wanted:
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"evaluating {len(ok)} artifacts and PyTorch on {len(dataset)} images", file=sys.stderr)
     torch.set_num_threads(threads)
-    eager = targets.Cell("pytorch", "fp32", note="eager, the reference")
+    eager = matrix.Cell("pytorch", "fp32", note="eager, the reference")
     eager.run, eager.metadata = _eager_runner(loaded.model), {}
     reference = _accuracy(loaded, dataset, loaded.model)
     eager.top1, eager.top5 = reference
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     shape = (loaded.in_chans, loaded.preprocessing.img_size, loaded.preprocessing.img_size)
     print(f"timing {len(ok) + 1} cells, {args.rounds} interleaved rounds", file=sys.stderr)
-    busy = targets.time_cells(
+    busy = matrix.time_cells(
         [eager, *ok],
         shape,
         args.rounds,
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         on_round=lambda r: print(f"  round {r + 1}/{args.rounds}", file=sys.stderr),
     )
     rows = [_row(c, eager.top1, args.batch) for c in [eager, *cells]]
-    winner = targets.fastest_within(rows[1:], args.max_drop)
+    winner = matrix.fastest_within(rows[1:], args.max_drop)
     from lightnets.profiling import machine_info
 
     result = {
@@ -247,16 +247,16 @@ def _columns():
 
 
 def _row(cell, reference_top1, batch):
-    from lightnets.deploy.targets import cell_row
+    from lightnets.deploy.matrix import cell_row
 
     return cell_row(cell, reference_top1, batch)
 
 
 def _export_cell(loaded, deployed, target, precision, out, calibration, keep_float):
-    from lightnets.deploy import targets
+    from lightnets.deploy import matrix, targets
     from lightnets.errors import LightnetsError
 
-    cell = targets.Cell(target.runtime, precision)
+    cell = matrix.Cell(target.runtime, precision)
     path = out / "artifacts" / f"{loaded.name}-{target.runtime}-{precision}{target.suffix}"
     print(f"exporting {cell.label} -> {path}", file=sys.stderr)
     try:

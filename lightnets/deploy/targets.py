@@ -70,16 +70,18 @@ class Target:
 
 
 FLOAT_INT8 = ("fp32", "fp16", "int8")
-LITERT = ("ai_edge_torch", "ai_edge_litert")  # converter, interpreter
+FP32_INT8 = ("fp32", "int8")  # ExecuTorch: XNNPACK fp32, PT2E int8
+FP32_FP16 = ("fp32", "fp16")  # ncnn: its int8 tools are not on PyPI
+LITERT = ("litert_torch", "ai_edge_litert")  # converter, interpreter
 
 # fmt: off
 TARGETS: dict[str, Target] = {r[0]: Target(*r[:5], "lightnets.deploy." + r[5]) for r in (
     # runtime      import names             pip extra     precisions  suffix         module
     ("onnxruntime", ("onnx", "onnxruntime"), "onnx",       FLOAT_INT8, ".onnx",       "onnx"),
     ("openvino",    ("openvino",),           "openvino",   PRECISIONS, ".xml",        "openvino"),
-    ("executorch",  ("executorch",),         "executorch", FLOAT_INT8, ".pte",        "executorch"),
+    ("executorch",  ("executorch",),         "executorch", FP32_INT8,  ".pte",        "executorch"),
     ("litert",      LITERT,                  "litert",     FLOAT_INT8, ".tflite",     "litert"),
-    ("ncnn",        ("pnnx", "ncnn"),        "ncnn",       FLOAT_INT8, ".ncnn.param", "ncnn"),
+    ("ncnn",        ("pnnx", "ncnn"),        "ncnn",       FP32_FP16,  ".ncnn.param", "ncnn"),
     ("torchscript", (),                      "",           ("fp32",),  ".pt",        "torchscript"),
 )}
 # fmt: on
@@ -416,140 +418,3 @@ class ArtifactModule(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return run_batches(self.run, [x.detach().float().cpu()], self.batch)
-
-
-# ------------------------------------------------------------------ the deployment matrix
-
-
-@dataclass
-class Cell:
-    """One runtime x precision of a deployment matrix: how it was exported and how it ran."""
-
-    runtime: str
-    precision: str
-    status: str = "ok"  # ok, missing (not installed), failed (export or verification)
-    note: str = ""
-    path: Path | None = None
-    metadata: dict | None = None
-    run: Callable | None = None
-    b1_ms: list[float] | None = None
-    bn_ms: list[float] | None = None
-    top1: float | None = None
-    top5: float | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.runtime} {self.precision}"
-
-
-def _time_block(run, x, seconds: float = 0.15) -> float:
-    """ms per call of `run(x)` over a block of calls lasting about `seconds` (at least 1)."""
-    import time
-
-    start = time.perf_counter()
-    run(x)
-    once = time.perf_counter() - start
-    number = max(1, int(seconds / max(once, 1e-6)))
-    start = time.perf_counter()
-    for _ in range(number):
-        run(x)
-    return (time.perf_counter() - start) / number * 1e3
-
-
-def time_cells(
-    cells: list[Cell],
-    shape: tuple[int, int, int],
-    rounds: int = 5,
-    batch: int = 32,
-    wait_idle: bool = True,
-    on_round: Callable[[int], None] | None = None,
-) -> int:
-    """Fill each cell's b1_ms and bn_ms (ms per call at batch 1 and `batch`) from `rounds`
-    interleaved rounds: every round times every cell once, each block started on an idle CPU
-    (lightnets.profiling.wait_for_idle_cpu) so that a runtime's spinning worker threads or another
-    process do not land in the next cell. A fixed-batch artifact is timed at its own batch.
-    Returns how many blocks started on a busy CPU (the idle wait timed out): a noise warning."""
-    from lightnets.profiling.timing import wait_for_idle_cpu
-
-    g = torch.Generator().manual_seed(0)
-    inputs = {}
-    for cell in cells:
-        fixed = (cell.metadata or {}).get("batch")
-        for b in (fixed or 1, fixed or batch):
-            if b not in inputs:
-                inputs[b] = torch.randn(b, *shape, generator=g).numpy()
-        cell.b1_ms, cell.bn_ms = [], []
-        for b in (fixed or 1, fixed or batch):  # warm-up: first calls compile, allocate, tune
-            cell.run(inputs[b])
-    busy = 0
-    for r in range(rounds):
-        for cell in cells:
-            fixed = (cell.metadata or {}).get("batch")
-            if wait_idle:
-                busy += not wait_for_idle_cpu(timeout=10)
-            cell.b1_ms.append(_time_block(cell.run, inputs[fixed or 1]))
-        for cell in cells:
-            fixed = (cell.metadata or {}).get("batch")
-            if wait_idle:
-                busy += not wait_for_idle_cpu(timeout=10)
-            cell.bn_ms.append(_time_block(cell.run, inputs[fixed or batch], seconds=0.0))
-        if on_round:
-            on_round(r)
-    return busy
-
-
-def cell_row(cell: Cell, reference_top1: float | None, batch: int) -> dict:
-    """A Cell as a table / JSON row."""
-    import statistics
-
-    meta = cell.metadata or {}
-    fixed = meta.get("batch")
-    row = {
-        "runtime": cell.runtime,
-        "precision": cell.precision,
-        "status": cell.status,
-        "b1_min_ms": min(cell.b1_ms) if cell.b1_ms else None,
-        "b1_median_ms": statistics.median(cell.b1_ms) if cell.b1_ms else None,
-        "batch": fixed or batch,
-        "images_per_s": (fixed or batch) / min(cell.bn_ms) * 1e3 if cell.bn_ms else None,
-        "size_mb": (
-            sum(p.stat().st_size for p in artifact_files(cell.path)) / 1e6 if cell.path else None
-        ),
-        "top1": cell.top1,
-        "top5": cell.top5,
-        "top1_drop": (
-            reference_top1 - cell.top1
-            if reference_top1 is not None and cell.top1 is not None
-            else None
-        ),
-        "check": _check_text(meta.get("verification")),
-        "note": cell.note + (f"; fixed batch {fixed}" if fixed else ""),
-        "artifact": str(cell.path) if cell.path else None,
-    }
-    if cell.b1_ms:
-        row["b1_ms_rounds"] = [round(t, 4) for t in cell.b1_ms]
-    if meta.get("quantization"):
-        row["quantization"] = meta["quantization"]
-    return row
-
-
-def _check_text(verification: dict | None) -> str | None:
-    if not verification:
-        return None
-    if "relative_error" in verification:
-        return f"err {verification['relative_error']:.1e}"
-    return f"agree {100 * verification['agreement']:.1f}%, cos {verification['cosine']:.4f}"
-
-
-def fastest_within(rows: list[dict], max_drop: float) -> dict | None:
-    """The row with the lowest batch-1 min latency among those within `max_drop` points of the
-    reference top-1 (rows without an accuracy figure do not qualify)."""
-    ok = [
-        r
-        for r in rows
-        if r["status"] == "ok"
-        and r["b1_min_ms"] is not None
-        and r["top1_drop"] is not None
-        and r["top1_drop"] <= max_drop
-    ]
-    return min(ok, key=lambda r: r["b1_min_ms"]) if ok else None
