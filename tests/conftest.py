@@ -33,3 +33,13 @@ def expected_out(model) -> int:
 @pytest.fixture(scope="session")
 def reference_rows() -> list[dict]:
     return json.loads((FIXTURES / "models.json").read_text())
+
+
+# Tests that load OpenVINO, NNCF or the edge runtimes into this process run last: after them,
+# torch training in the same process crashed with SIGSEGV (seen twice in a fresh CI venv:
+# test_deploy_matrix.py then test_train.py; each file passes alone). Cause not found yet.
+RUNTIME_FILES = ("test_deploy_matrix.py", "test_quantize.py", "test_edge_runtimes.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=lambda item: item.path.name in RUNTIME_FILES)  # stable: order kept otherwise
