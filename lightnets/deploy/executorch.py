@@ -81,10 +81,10 @@ def pt2e_int8(
     bound). Raises ConfigError when `calibration` is None or empty: the activation ranges of a
     static int8 model come only from it.
     """
+    if calibration is None:  # checked before the (optional) quantizer package is needed
+        raise ConfigError("int8 needs calibration images (preprocessed NCHW float32 batches)")
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    if calibration is None:
-        raise ConfigError("int8 needs calibration images (preprocessed NCHW float32 batches)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch's LeafSpec deprecation, internal
         graph = torch.export.export(model.eval(), (example,), dynamic_shapes=dynamic_shapes)
