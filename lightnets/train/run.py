@@ -328,6 +328,7 @@ def train(
     on_step: Callable[[nn.Module, int], None] | None = None,
 ) -> TrainResult:
     """Build and fit a run (the Python entry point of `lightnets train`)."""
+    run = None
     try:
         run = build_run(cfg, model, on_step)
         if run.dist.is_main:
@@ -336,4 +337,9 @@ def train(
                 print(f"  {line}", flush=True)
         return fit(run)
     finally:
+        # DDP's reducer must not outlive the process group: freeing the last reference to a
+        # Gloo group from the reducer joins Gloo's threads while holding the GIL, and a thread
+        # still releasing a finished all-reduce waits for the GIL (a hang seen in CI)
+        if run is not None:
+            run.model = None
         distributed.cleanup()
