@@ -9,7 +9,7 @@ lightnets installed with `pip install --no-deps -e .`).
 
     python benchmarks/train_step.py                             # 224 px, batch 16, vs timm
     python benchmarks/train_step.py --size 32 --batch 64 --small-input \
-        --variants eager channels_last
+        --variants eager channels_last merged "merged channels_last"
 """
 
 from __future__ import annotations
@@ -23,9 +23,17 @@ import torch
 from torch import nn
 
 import lightnets
+from lightnets.layers.mixconv import MixConv2d
 
 TIMM_NAMES = {"mixnet_s": "mixnet_s", "mobilenet_v2_w100": "mobilenetv2_100"}
-VARIANTS = ("eager", "channels_last", "timm", "timm channels_last")
+VARIANTS = (
+    "eager",
+    "channels_last",
+    "merged",
+    "merged channels_last",
+    "timm",
+    "timm channels_last",
+)
 
 
 def build(name: str, variant: str, num_classes: int, small_input: bool) -> nn.Module:
@@ -34,7 +42,12 @@ def build(name: str, variant: str, num_classes: int, small_input: bool) -> nn.Mo
 
         return timm.create_model(TIMM_NAMES[name], num_classes=num_classes)
     kwargs = {"small_input": True} if small_input else {}
-    return lightnets.create_model(name, num_classes=num_classes, **kwargs)
+    model = lightnets.create_model(name, num_classes=num_classes, **kwargs)
+    if variant.startswith("merged"):  # every MixConv as one conv on zero-padded kernels
+        for m in model.modules():
+            if isinstance(m, MixConv2d) and not m.merge_blocker():
+                m.impl = "merged"
+    return model
 
 
 def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, channels_last: bool):

@@ -167,6 +167,39 @@ def test_mixconv_auto_choice_and_graph_do_not_depend_on_what_ran_before():
     torch.testing.assert_close(auto(x), split(x))
 
 
+def test_mixconv_channels_last_training_matches_nchw_and_stays_channels_last():
+    # the channels_last training path (dense slices, dense gradients) against the plain
+    # composition in NCHW: same output, same input and weight gradients
+    torch.manual_seed(0)
+    layer = MixConv2d(24, 24, (3, 5, 7), stride=2, depthwise=True).train()
+    x = torch.randn(3, 24, 11, 11)
+    grad = torch.randn(3, 24, 6, 6)
+    reference = layer(x.requires_grad_())
+    reference.backward(grad)
+    want_x, want_w = x.grad.clone(), [c.weight.grad.clone() for c in layer.convs]
+    layer.zero_grad()
+    layer = layer.to(memory_format=torch.channels_last)
+    x_cl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    seen = []
+    for conv in layer.convs:  # the groups' convs see dense channels_last inputs and gradients
+        conv.register_forward_pre_hook(
+            lambda m, a: seen.append(a[0].is_contiguous(memory_format=torch.channels_last))
+        )
+        conv.register_full_backward_hook(
+            lambda m, gi, go: seen.append(go[0].is_contiguous(memory_format=torch.channels_last))
+        )
+    out = layer(x_cl)
+    out.backward(grad.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, reference)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert seen == [True] * 6
+    torch.testing.assert_close(x_cl.grad, want_x)
+    for conv, want in zip(layer.convs, want_w):
+        torch.testing.assert_close(conv.weight.grad, want, rtol=1e-4, atol=1e-4)
+    # inference and tracing keep the plain graph
+    assert "contiguous" not in str(torch.fx.symbolic_trace(layer.eval()).graph)
+
+
 # ------------------------------------------------------------ other convs
 
 

@@ -129,6 +129,16 @@ def test_cache_decision_respects_the_flag_and_the_memory():
     assert not keep and "too large for memory" in line
 
 
+def test_channels_last_is_the_cpu_default_unless_set():
+    cfg, line = policy.memory_format(TrainConfig(), "cpu")
+    assert cfg.channels_last is True and "--no-channels-last" in line
+    cfg, line = policy.memory_format(TrainConfig(), "cuda")
+    assert cfg.channels_last is False and line is None
+    for given in (True, False):
+        cfg, line = policy.memory_format(TrainConfig(channels_last=given), "cpu")
+        assert cfg.channels_last is given and line is None
+
+
 @pytest.mark.parametrize("cache, workers", [("on", 0), ("off", 2)])
 def test_workers_follow_the_cache_and_the_header_says_so(tmp_path, capsys, cache, workers):
     write_folder(tmp_path / "train", sizes=((32, 32),) * 6)
@@ -137,6 +147,7 @@ def test_workers_follow_the_cache_and_the_header_says_so(tmp_path, capsys, cache
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert f"{workers} DataLoader worker(s)" in out and "pad 4 + random 32x32 crop" in out
+    assert "channels_last memory format" in out
     saved = TrainConfig.from_dict(
         __import__("json").loads((tmp_path / "run" / "config.json").read_text())
     )
@@ -146,6 +157,7 @@ def test_workers_follow_the_cache_and_the_header_says_so(tmp_path, capsys, cache
         "pad",
         1.0,
     )
+    assert saved.channels_last is True  # decided once, kept by resume and eval
 
 
 def test_to_uint8_keeps_grey_images_one_channel():

@@ -121,7 +121,7 @@ class TrainConfig:
     # --- runtime
     device: str = _f("auto", "cpu, cuda, cuda:N or auto")
     amp: str = _f("none", "mixed precision (auto: bf16 on CPU, fp16 on CUDA)", choices=AMP)
-    channels_last: bool = _f(False, "channels_last memory format")
+    channels_last: bool | None = _f(None, "channels_last memory format (default: on for CPU)")
     compile: bool = _f(False, "torch.compile the model")
     threads: int = _f(0, "CPU threads per process (0: this process's share of cores minus workers)")
     deterministic: bool = _f(False, "deterministic algorithms (bit-exact resume on CPU)")

@@ -262,6 +262,8 @@ def build_run(
     model = prepare_model(plan, model)
     dist = distributed.setup(plan.cfg.device)
     splits, cfg = open_data(plan, dist.is_main)
+    cfg, line = policy.memory_format(cfg, dist.device.type)
+    plan.header += [line] if line else []
     if plan.device.type == "cpu":
         torch.set_num_threads(distributed.cpu_threads(cfg.threads, cfg.workers))
     train_loader, val_loader = make_loaders(cfg, splits, dist)
