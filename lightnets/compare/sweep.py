@@ -140,6 +140,7 @@ def run_on_ray(
         tune_config=tune.TuneConfig(
             trial_name_creator=lambda t: t.config["id"],
             trial_dirname_creator=lambda t: t.config["id"],
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name="sweep",
