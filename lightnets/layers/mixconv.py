@@ -236,8 +236,8 @@ class MixConv2d(nn.Module):
 
         A channel slice of a channels_last tensor is strided, and the CPU convolution then takes
         its slow NCHW path, in the backward too, where the gradient of `cat` arrives as such a
-        slice. Measured on MixNet-S's training step at 32 px (2 threads): depthwise grad
-        1.5-4x faster per layer, the whole step 1.15x (benchmarks/train_step.py).
+        slice. Measured on MixNet-S's training step (32 px, batch 64, 2 threads, min of 5
+        rounds): NCHW 841 ms, channels_last 680 ms, channels_last with this 583 ms.
         """
         outs = []
         for i, conv in enumerate(self.convs):
