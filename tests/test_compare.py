@@ -167,6 +167,14 @@ def test_kernel_size_claims_from_hand_made_results():
     macs["mobilenet_v2_mixk5_w035"] = {"macs_m": 12.0}  # more accurate but not cheaper
     _, mixed = kernel_size_claims(Evidence(fake_result(accs, macs)), tiny)
     assert mixed["verdict"] == stats.CONTRADICTS
+    # the best MDConv's mean leads within noise: its MACs against k5 (more) decide nothing
+    noisy = {
+        **accs,
+        "mobilenet_v2_mixk5_w035": (70, 76, 82),
+        "mobilenet_v2_mixk7_w035": (70, 77, 84),
+    }
+    _, mixed = kernel_size_claims(Evidence(fake_result(noisy, macs)), tiny)
+    assert mixed["verdict"] == stats.INCONCLUSIVE and "14.00 vs" in mixed["evidence"]
     one_seed = {m: v[:1] for m, v in accs.items()}
     verdicts = [c["verdict"] for c in kernel_size_claims(Evidence(fake_result(one_seed)), tiny)]
     assert verdicts == [stats.INCONCLUSIVE, stats.INCONCLUSIVE]
