@@ -180,6 +180,22 @@ def test_kernel_size_claims_from_hand_made_results():
     assert verdicts == [stats.INCONCLUSIVE, stats.INCONCLUSIVE]
 
 
+def test_split_study_pairs_only_kernel_sets_where_the_splits_differ():
+    from lightnets.compare.claims import SCALES
+    from lightnets.compare.mixconv_studies import split_models
+    from lightnets.compare.variants import create
+    from lightnets.layers.mixconv import split_channels
+
+    assert split_channels(32, 2, "exponential") == split_channels(32, 2, "equal")
+    for scale in SCALES.values():
+        models = split_models(scale)
+        assert models and not any("mixk5" in m for m in models)
+    a, b = split_models(SCALES["tiny"])[:2]  # {3, 5, 7}: the two networks differ
+    assert sum(p.numel() for p in create(a).parameters()) != sum(
+        p.numel() for p in create(b).parameters()
+    )
+
+
 def test_vgnet_fixed_kernel_claims_check_the_parameter_budget():
     from lightnets.compare.claims import SCALES, Evidence
     from lightnets.compare.vgnet_studies import fixed_kernel_claims

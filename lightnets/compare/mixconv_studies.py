@@ -63,10 +63,13 @@ def kernel_size_claims(ev: Evidence, scale: Scale) -> list[dict]:
     return out
 
 
-def _pairs(scale: Scale, **variant) -> list[tuple[str, str]]:
-    """(plain, variant) MobileNetV1 MDConv networks for each kernel set {3, .., k}, k > 3."""
+def _pairs(scale: Scale, min_groups: int = 2, **variant) -> list[tuple[str, str]]:
+    """(plain, variant) MobileNetV1 MDConv networks for each kernel set {3, .., k} of at least
+    `min_groups` kernel sizes."""
     pairs = []
     for k in scale.kernels[1:]:
+        if (k - 1) // 2 < min_groups:
+            continue
         base = f"mobilenet_v1_mixk{k}"
         pairs.append(
             (
@@ -77,12 +80,17 @@ def _pairs(scale: Scale, **variant) -> list[tuple[str, str]]:
     return pairs
 
 
+# with two kernel sizes the exponential split is the equal one (half the channels each): the
+# study starts at three, {3, 5, 7}
+SPLIT_MIN_GROUPS = 3
+
+
 def split_models(scale: Scale) -> list[str]:
-    return [m for pair in _pairs(scale, exp=True) for m in pair]
+    return [m for pair in _pairs(scale, SPLIT_MIN_GROUPS, exp=True) for m in pair]
 
 
 def split_claims(ev: Evidence, scale: Scale) -> list[dict]:
-    pairs = _pairs(scale, exp=True)
+    pairs = _pairs(scale, SPLIT_MIN_GROUPS, exp=True)
     source = f"{MIXCONV} §4 channel partition, Fig. 8"
     return [
         _combined(
