@@ -180,6 +180,38 @@ def test_kernel_size_claims_from_hand_made_results():
     assert verdicts == [stats.INCONCLUSIVE, stats.INCONCLUSIVE]
 
 
+def test_networks_near_chance_support_no_claim(tmp_path):
+    from lightnets.compare.claims import SCALES, Evidence, _higher
+    from lightnets.compare.mixconv_studies import kernel_size_claims
+
+    accs = {  # 10 classes: chance is 10%; k5 "beats" the others by more than the seeds' spread
+        "mobilenet_v2_k3_w035": (9.0, 9.2),
+        "mobilenet_v2_k5_w035": (11.4, 11.6),
+        "mobilenet_v2_k7_w035": (9.8, 10.0),
+        "mobilenet_v2_mixk5_w035": (11.8, 12.0),
+        "mobilenet_v2_mixk7_w035": (10.0, 10.2),
+    }
+    result = fake_result(accs)
+    (tmp_path / "classes.json").write_text(json.dumps([str(i) for i in range(10)]))
+    assert _higher(Evidence(result), "mobilenet_v2_k5_w035", "mobilenet_v2_k3_w035")[0] == (
+        stats.SUPPORTS
+    )  # without the class count nothing says where chance is
+    for trial in result["trials"]:
+        trial["run_dir"] = str(tmp_path)
+    ev = Evidence(result)
+    assert ev.chance == 10.0
+    verdict, evidence = _higher(ev, "mobilenet_v2_k5_w035", "mobilenet_v2_k3_w035")
+    assert verdict == stats.INCONCLUSIVE and "near chance (10.0%)" in evidence
+    rise_fall, mixed = kernel_size_claims(ev, SCALES["tiny"])
+    assert rise_fall["verdict"] == mixed["verdict"] == stats.INCONCLUSIVE
+    learned = {m: tuple(a + 60 for a in v) for m, v in accs.items()}
+    for trial, row in zip(result["trials"], fake_result(learned)["trials"]):
+        trial["acc"] = row["acc"]
+    assert _higher(Evidence(result), "mobilenet_v2_k5_w035", "mobilenet_v2_k3_w035")[0] == (
+        stats.SUPPORTS
+    )
+
+
 def test_split_study_pairs_only_kernel_sets_where_the_splits_differ():
     from lightnets.compare.claims import SCALES
     from lightnets.compare.mixconv_studies import split_models

@@ -43,6 +43,7 @@ class Evidence:
     def __init__(self, result: dict):
         self.trials = result["trials"]
         self.rows = {r["model"]: r for r in result["models"]}
+        self.chance = _chance_level(self.trials)
 
     def acc(self, model: str) -> Summary:
         return stats.summarize([t["acc"] for t in self.trials if t["model"] == model])
@@ -53,6 +54,33 @@ class Evidence:
     def has(self, *models: str) -> bool:
         return all(self.acc(m).n for m in models)
 
+    def near_chance(self, model: str) -> bool:
+        """True when `model` has not learned enough to speak for its architecture: its mean top-1
+        is above chance (100 / classes) by no more than twice its seed spread, or 2 points."""
+        if self.chance is None:
+            return False
+        acc = self.acc(model)
+        return acc.mean - self.chance <= max(2 * (acc.std or 0.0), CHANCE_MARGIN)
+
+
+# points above chance a network must reach before its accuracy counts as evidence
+CHANCE_MARGIN = 2.0
+
+
+def _chance_level(trials: Sequence[dict]) -> float | None:
+    """100 / classes, from a trial's classes.json; None when no trial's can be read."""
+    import json
+    from pathlib import Path
+
+    for trial in trials:
+        try:
+            classes = json.loads((Path(trial["run_dir"]) / "classes.json").read_text())
+        except (KeyError, OSError, ValueError):
+            continue
+        if isinstance(classes, list) and classes:
+            return 100.0 / len(classes)
+    return None
+
 
 def claim(text: str, source: str, verdict: str, evidence: str) -> dict:
     return {"claim": text, "source": source, "verdict": verdict, "evidence": evidence}
@@ -62,6 +90,11 @@ def _higher(ev: Evidence, a: str, b: str) -> tuple[str, str]:
     """(verdict, evidence) for "a more accurate than b"."""
     if not ev.has(a, b):
         return INCONCLUSIVE, f"{a} or {b} has no finished trial"
+    if ev.near_chance(a) or ev.near_chance(b):
+        return INCONCLUSIVE, (
+            f"{a} {ev.acc(a).text()} vs {b} {ev.acc(b).text()} %: near chance "
+            f"({ev.chance:.1f}%), nothing learned to compare"
+        )
     verdict, d = stats.higher_verdict(ev.acc(a), ev.acc(b))
     return verdict, f"{a} {ev.acc(a).text()} vs {b} {ev.acc(b).text()} %: {d.text(' pts')}"
 

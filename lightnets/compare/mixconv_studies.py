@@ -40,6 +40,8 @@ def kernel_size_claims(ev: Evidence, scale: Scale) -> list[dict]:
     if len(singles) >= 3:
         verdict, best = stats.peak_verdict([ev.acc(m) for m in singles])
         shown = ", ".join(f"{m} {ev.acc(m).text()}" for m in singles)
+        if any(ev.near_chance(m) for m in singles):
+            verdict, shown = INCONCLUSIVE, f"{shown}; near chance ({ev.chance:.1f}%)"
         out.append(
             claim(
                 text,
