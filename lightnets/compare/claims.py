@@ -3,8 +3,10 @@ comparison gives, and claims with their verdicts (supports / contradicts / incon
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from lightnets.compare import stats
 from lightnets.compare.stats import INCONCLUSIVE, Summary
@@ -69,9 +71,6 @@ CHANCE_MARGIN = 2.0
 
 def _chance_level(trials: Sequence[dict]) -> float | None:
     """100 / classes, from a trial's classes.json; None when no trial's can be read."""
-    import json
-    from pathlib import Path
-
     for trial in trials:
         try:
             classes = json.loads((Path(trial["run_dir"]) / "classes.json").read_text())
