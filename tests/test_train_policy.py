@@ -129,6 +129,15 @@ def test_cache_decision_respects_the_flag_and_the_memory():
     assert not keep and "too large for memory" in line
 
 
+def test_slow_bn_statistics_on_a_small_dataset_are_flagged():
+    tf = TrainConfig(bn_momentum=0.01)  # the mixnet recipe's TF constant: ~100 steps
+    (line,) = policy.bn_momentum_note(tf, steps_per_epoch=63)
+    assert "--bn-momentum 0.01" in line and "~100 steps" in line and "(63)" in line
+    assert policy.bn_momentum_note(tf, steps_per_epoch=5000) == []  # ImageNet-size epochs
+    assert policy.bn_momentum_note(TrainConfig(), steps_per_epoch=63) == []  # model default
+    assert policy.bn_momentum_note(TrainConfig(bn_momentum=0.1), steps_per_epoch=63) == []
+
+
 def test_channels_last_is_the_cpu_default_unless_set():
     cfg, line = policy.memory_format(TrainConfig(), "cpu")
     assert cfg.channels_last is True and "--no-channels-last" in line

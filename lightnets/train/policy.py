@@ -147,6 +147,22 @@ def memory_format(cfg: TrainConfig, device_type: str) -> tuple[TrainConfig, str 
     )
 
 
+def bn_momentum_note(cfg: TrainConfig, steps_per_epoch: int) -> list[str]:
+    """A warning when BatchNorm's running statistics average over more than an epoch of steps
+    (TF-style momentum 0.01 is ~100 steps): the eval-mode model then lags the trained one.
+    Measured on cifar10-5k (63 steps an epoch), MixNet-S after 3 epochs, 2 seeds: val top-1
+    13.0 ± 2.4% with the TF constants against 28.9 ± 0.4% with PyTorch's 0.1, at equal train
+    accuracy."""
+    m = cfg.bn_momentum
+    if m is None or m <= 0 or m * steps_per_epoch >= 1:
+        return []
+    return [
+        f"warning: --bn-momentum {m:g} averages BatchNorm statistics over ~{1 / m:.0f} steps, "
+        f"more than an epoch ({steps_per_epoch}): validation accuracy will lag training; "
+        "--bn-momentum 0.1 suits this data size"
+    ]
+
+
 def split_notes(class_names: list[str], train_labels, val_labels) -> list[str]:
     """Classes the validation cannot measure: absent from val, or with one training image."""
     train, val = Counter(train_labels), Counter(val_labels)

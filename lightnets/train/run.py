@@ -270,6 +270,7 @@ def build_run(
     model = place_model(cfg, model, dist)
     optimizer = optim.build_optimizer(cfg, model)
     steps_per_epoch = train_loader.batch_sampler.batches_per_epoch()
+    plan.header += policy.bn_momentum_note(cfg, steps_per_epoch)
     mean = torch.tensor(plan.pre.mean, device=dist.device).view(1, -1, 1, 1)
     run = Run(
         cfg=cfg,
