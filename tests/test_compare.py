@@ -657,9 +657,11 @@ def test_every_study_at_tiny_scale(ray_local, tiny_data, tmp_path, name):
     )
     assert not result["failed"]
     assert result["claims"] and all(c["verdict"] in stats.VERDICTS for c in result["claims"])
-    # one seed: no spread, so no accuracy comparison supports or contradicts anything
-    parts = [p for c in result["claims"] for p in c["evidence"].split("; ") if "spread" in p]
-    assert parts and all(p.startswith("[inconclusive]") for p in parts if p.startswith("["))
+    # one seed (no spread) of networks near chance: no measured comparison supports or
+    # contradicts anything; only exact counts (params, MACs) may decide
+    parts = [p for c in result["claims"] for p in c["evidence"].split("; ") if p.startswith("[")]
+    measured = [p for p in parts if "M params" not in p and "M MACs" not in p]
+    assert measured and all(p.startswith("[inconclusive]") for p in measured)
     assert (tmp_path / name / "study.md").is_file()
     if name == "vgnet-strided-kernels-blur":
         (row,) = result["kernels"]
