@@ -139,13 +139,13 @@ def test_slow_bn_statistics_on_a_small_dataset_are_flagged():
 
 
 def test_channels_last_is_the_cpu_default_unless_set():
-    cfg, line = policy.memory_format(TrainConfig(), "cpu")
+    cfg, (line,) = policy.memory_format(TrainConfig(), "cpu")
     assert cfg.channels_last is True and "--no-channels-last" in line
-    cfg, line = policy.memory_format(TrainConfig(), "cuda")
-    assert cfg.channels_last is False and line is None
+    cfg, lines = policy.memory_format(TrainConfig(), "cuda")
+    assert cfg.channels_last is False and lines == []
     for given in (True, False):
-        cfg, line = policy.memory_format(TrainConfig(channels_last=given), "cpu")
-        assert cfg.channels_last is given and line is None
+        cfg, lines = policy.memory_format(TrainConfig(channels_last=given), "cpu")
+        assert cfg.channels_last is given and lines == []
 
 
 @pytest.mark.parametrize("cache, workers", [("on", 0), ("off", 2)])

@@ -132,19 +132,16 @@ def cache_decision(cfg: TrainConfig, stats: ImageStats, channels: int) -> tuple[
     return True, f"images decoded once, kept in memory ({need / 2**20:.0f} MB)"
 
 
-def memory_format(cfg: TrainConfig, device_type: str) -> tuple[TrainConfig, str | None]:
-    """`cfg` with channels_last decided (on for CPU training unless set), and a header line when
-    it was decided here. Measured on 2 cores (benchmarks/train_step.py, 32 px, batch 64): the
-    step of MobileNetV2-0.35 1.35x faster, MixNet-S 1.13-1.2x (oneDNN's depthwise kernels are
-    channels_last ones). On CUDA the cuDNN depthwise choice varies, so it stays opt-in there."""
+def memory_format(cfg: TrainConfig, device_type: str) -> tuple[TrainConfig, list[str]]:
+    """`cfg` with channels_last decided (on for CPU training unless set), and the header line
+    saying so when it was decided here. Measured on 2 cores (benchmarks/train_step.py, 32 px,
+    batch 64): the step of MobileNetV2-0.35 1.35x faster, MixNet-S 1.13-1.2x (oneDNN's depthwise
+    kernels are channels_last ones). On CUDA the cuDNN depthwise choice varies: opt-in there."""
     if cfg.channels_last is not None:
-        return cfg, None
+        return cfg, []
     on = device_type == "cpu"
     cfg = dataclasses.replace(cfg, channels_last=on)
-    return (
-        cfg,
-        "channels_last memory format (faster on CPU; --no-channels-last to change)" if on else None,
-    )
+    return cfg, ["channels_last memory format (faster on CPU; --no-channels-last to change)"] * on
 
 
 def bn_momentum_note(cfg: TrainConfig, steps_per_epoch: int) -> list[str]:

@@ -262,8 +262,8 @@ def build_run(
     model = prepare_model(plan, model)
     dist = distributed.setup(plan.cfg.device)
     splits, cfg = open_data(plan, dist.is_main)
-    cfg, line = policy.memory_format(cfg, dist.device.type)
-    plan.header += [line] if line else []
+    cfg, lines = policy.memory_format(cfg, dist.device.type)
+    plan.header += lines
     if plan.device.type == "cpu":
         torch.set_num_threads(distributed.cpu_threads(cfg.threads, cfg.workers))
     train_loader, val_loader = make_loaders(cfg, splits, dist)
