@@ -27,6 +27,7 @@ SETTINGS = {
     "new-nodrop": ["--drop-rate", "0", "--drop-path-rate", "0"],
     "new-lr05": ["--lr-base", "0.05"],
     "new-lr02": ["--lr-base", "0.2"],
+    "new-bs32": ["--batch-size", "32", "--lr-base", "0.2"],  # lr 0.025 as the default, 2x steps
     "new-warmup": ["--warmup-epochs", "1"],
     "new-bn-tf": ["--bn-momentum", "0.01", "--bn-eps", "0.001"],
     "new-adamw": ["--opt", "adamw", "--lr-base", "0.002", "--weight-decay", "0.05"],
