@@ -94,20 +94,26 @@ def build_cells(loaded, labels, calibration, workdir: Path, strict: bool) -> lis
     return cells
 
 
-def timm_cell(name: str, size: int, workdir: Path) -> matrix.Cell | None:
-    """timm's own model of the same name, exported to ONNX fp32 and run in ORT."""
-    try:
-        import timm
-    except ImportError:
-        return None
-    card = lightnets.model_card(name)
-    if not card.timm_name:
-        return None
+def timm_cell(name: str, size: int, workdir: Path, onnx_file: str | None) -> matrix.Cell | None:
+    """timm's own model of the same name as ONNX fp32 in ORT: `onnx_file` when given (timm needs
+    torchvision, which cannot be installed beside a local CPU torch: export it from another
+    environment), else exported here if timm imports."""
     from lightnets.deploy.onnx import load, write_onnx
 
-    model = timm.create_model(card.timm_name, pretrained=False).eval()
-    path = write_onnx(model, torch.randn(2, 3, size, size), workdir / "timm.onnx")
-    cell = matrix.Cell("timm", "fp32", note=f"timm {card.timm_name} -> ORT fp32", path=path)
+    card = lightnets.model_card(name)
+    if onnx_file:
+        path, label = Path(onnx_file), f"timm {Path(onnx_file).name} -> ORT fp32"
+    else:
+        try:
+            import timm
+        except ImportError:
+            return None
+        if not card.timm_name:
+            return None
+        model = timm.create_model(card.timm_name, pretrained=False).eval()
+        path = write_onnx(model, torch.randn(2, 3, size, size), workdir / "timm.onnx")
+        label = f"timm {card.timm_name} -> ORT fp32"
+    cell = matrix.Cell("timm", "fp32", note=label, path=path)
     cell.metadata = {}
     cell.run = load(path, None)
     return cell
@@ -127,6 +133,7 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default=None, help="comma-separated labels (default: all)")
     p.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
     p.add_argument("--wait-idle", action="store_true", help="start each cell on an idle CPU")
+    p.add_argument("--peer-onnx", help="timm's model as an ONNX file, timed as the peer row")
     p.add_argument("--format", default="markdown", choices=("table", "markdown", "json", "csv"))
     args = p.parse_args(argv)
 
@@ -154,7 +161,7 @@ def main(argv=None) -> int:
         ok = [c for c in cells if c.status == "ok"]
         for cell in ok:
             cell.run = targets.get_target(cell.runtime).load(cell.path, args.threads)
-        baseline = timm_cell(loaded.name, size, workdir)
+        baseline = timm_cell(loaded.name, size, workdir, args.peer_onnx)
         eager = matrix.Cell("pytorch", "fp32", note="eager")
         eager.metadata = {}
 
