@@ -41,6 +41,7 @@ VARIANTS = {
     "ORT fp32": ("onnxruntime", "fp32", (), {}),
     "ORT fp16": ("onnxruntime", "fp16", (), {}),
     "ORT int8": ("onnxruntime", "int8", (), {}),
+    "ORT int8 nncf": ("onnxruntime", "int8", (), {"quantizer": "nncf"}),
     "ORT int8 keep act": ("onnxruntime", "int8", ("act",), {}),
     "ORT int8 keep se": ("onnxruntime", "int8", ("se",), {}),
     "ORT int8 keep se,act": ("onnxruntime", "int8", ("se", "act"), {}),

@@ -50,21 +50,30 @@ def write_images(root: Path, per_class: int = 8, size: int = SIZE, seed: int = 0
     return root
 
 
-def quick_train(model, data: Path, steps: int = 40, size: int = SIZE):
-    """A few SGD steps on the train images: decisive logits, BN statistics from real inputs."""
+def train_tensors(data: Path, size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """The train images through the eval preprocessing, and their labels."""
     from lightnets.checkpoints import Preprocessing
 
     card = lightnets.model_card(MODEL)
     pre = Preprocessing(size, 1.0, card.mean, card.std)
     files = [str(p) for c in CLASSES for p in sorted((data / "train" / c).glob("*.png"))]
     x = torch.cat(quantize.calibration_batches(files, pre, 3, batch=64))
-    y = torch.tensor([CLASSES.index(Path(f).parent.name) for f in files])
+    return x, torch.tensor([CLASSES.index(Path(f).parent.name) for f in files])
+
+
+def quick_train(
+    model, data: Path, steps: int = 40, size: int = SIZE, lr: float = 0.01, batch: int = 0
+):
+    """A few SGD steps on the train images (all of them, or random batches of `batch`):
+    decisive logits, BN statistics from real inputs."""
+    x, y = train_tensors(data, size)
     torch.manual_seed(0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-3)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
     model.train()
     for _ in range(steps):
+        take = torch.randperm(len(x))[:batch] if batch else slice(None)
         opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        torch.nn.functional.cross_entropy(model(x[take]), y[take]).backward()
         opt.step()
     # BN statistics of the final weights (the running averages trail a fast-moving model, and
     # eval-mode activations then span ranges no 8-bit grid covers well)
@@ -110,6 +119,16 @@ def test_parse_keep_float_suggests_close_kinds():
     assert quant_graph.parse_keep_float("se, act,se") == ("se", "act")
     with pytest.raises(KeyError, match="did you mean dw-large"):
         quant_graph.parse_keep_float("dw-larg")
+
+
+def test_logit_cosine_counts_matching_zero_rows_as_agreement():
+    """ReLU'd logits (SqueezeNet) are all zero for some images: int8 matching that is agreement."""
+    expected = torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
+    actual = torch.tensor([[0.0, 0.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.5, 0.0]])
+    cosine = targets.logit_cosine(actual, expected)
+    assert cosine.tolist() == pytest.approx([1.0, 1.0, 0.0])
+    plain = torch.nn.functional.cosine_similarity(actual, expected, dim=1)
+    assert plain[0] == 0  # what the plain formula says of two identical zero rows
 
 
 def test_weight_grid_finds_fixed_kernels_and_not_learned_ones():
@@ -169,6 +188,37 @@ def test_openvino_int8_export_runs_and_agrees(trained, tmp_path, capsys):
     for batch in (1, 4):
         y = run(np.zeros((batch, 3, SIZE, SIZE), np.float32))
         assert y.shape == (batch, len(CLASSES)) and np.isfinite(y).all()
+
+
+@needs_ort
+@needs_openvino
+def test_ort_int8_by_nncf_runs_and_agrees(trained, tmp_path, capsys):
+    """--quantizer nncf: NNCF's QDQ graph (with bias correction) runs in onnxruntime's int8
+    kernels and passes the same check."""
+    checkpoint, _ = trained
+    out = tmp_path / "m-nncf.onnx"
+    argv = ["export", "--checkpoint", str(checkpoint), "--precision", "int8"]
+    assert cli.main([*argv, "--quantizer", "nncf", "-o", str(out)]) == 0, capsys.readouterr().err
+    meta = _sidecar(out)
+    assert meta["quantize"] == {"quantizer": "nncf"}
+    assert meta["quantization"]["options"]["fast_bias_correction"] is True
+    assert meta["verification"]["agreement"] >= targets.INT8_MIN_AGREEMENT
+    from lightnets.deploy.onnx import op_counts
+
+    ops = op_counts(out)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["Conv"] > 0
+    y = targets.get_target("onnxruntime").load(out)(np.zeros((2, 3, SIZE, SIZE), np.float32))
+    assert y.shape == (2, len(CLASSES)) and np.isfinite(y).all()
+
+
+def test_quantizer_only_for_onnxruntime_int8(trained, tmp_path, capsys):
+    checkpoint, _ = trained
+    out = tmp_path / "m.xml"
+    argv = ["export", "--checkpoint", str(checkpoint), "--runtime", "openvino"]
+    assert cli.main([*argv, "--quantizer", "nncf", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--quantizer chooses the quantizer of onnxruntime int8 only" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -300,3 +350,78 @@ def test_vgnet_fixed_kernels_in_int8(name, tmp_path):
     assert all(errors[w] < 1e-6 for w in exact)  # Sobel / Laplacian / Roberts banks
     assert all(errors[w] <= 0.5 / 63 + 1e-6 for w in set(errors) - exact)  # Gaussian
     assert bool(exact) == name.startswith("vgnet_f")  # VGNet-F has the edge banks
+
+
+# ------------------------------------------------------------------ every family
+
+
+# One model per family of the zoo, with what it needs here. SqueezeNet's logits pass a ReLU: at
+# lr 0.01, or in random batches of 24, a whole class's logits die (all zero) on these images.
+# EfficientNet-B0 in all-int8 strays on this 3-class toy model with every quantizer (top-1
+# agreement 78-91%, logit cosine 0.66-0.88: ORT, NNCF for ORT, OpenVINO); with its SE blocks in
+# float it agrees (docs/deploy.md). MobileNetV3-Small and Xception after 40 steps sit at the line
+# (logit cosine 0.893 in ORT; agreement 89.6% at cosine 0.998 in OpenVINO: near-tied logits), so
+# they train longer, to logits as decisive as the other families'.
+FAMILIES = {
+    "mixnet_s": {},
+    "vgnet_f_1_5mp": {},  # fixed Sobel/Laplacian/Gaussian kernels
+    "mobilenet_v1_w025": {},
+    "mobilenet_v2_w035": {},
+    "mobilenet_v3_small_w100": {"steps": 80},  # hard-swish, SE with hard-sigmoid
+    "shufflenet_v1_g3_w050": {},  # channel shuffle
+    "shufflenet_v2_w050": {},
+    "squeezenet_1_1": {"lr": 0.003, "steps": 80, "batch": 0},
+    "xception": {"steps": 80},
+    "mobilefacenet": {"size": 112},  # an embedding (GDC head): judged by the cosine only
+    "efficientnet_b0": {"keep_float": "se"},
+    "mnasnet_a1": {},
+}
+
+
+@pytest.fixture(scope="module")
+def family_data(tmp_path_factory):
+    """Per input size, 32 images a class to train, calibrate and verify on (with 8, EfficientNet-
+    B0's SE gates were calibrated on too few inputs: logit cosine 0.84-0.90; with 32, 0.93)."""
+    root = tmp_path_factory.mktemp("families")
+    return {size: write_images(root / str(size), per_class=32, size=size) for size in (32, 112)}
+
+
+@pytest.mark.slow
+@needs_ort
+@needs_openvino
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_family_exports_to_int8(name, family_data, tmp_path, capsys):
+    """ORT and OpenVINO int8 of a trained model of each family: finite outputs at batch 1 and 3,
+    top-1 agreement >= 90% and logit cosine >= 0.9 with fp32 on the calibration images."""
+    spec = FAMILIES[name]
+    size = spec.get("size", SIZE)
+    data = family_data[size]
+    torch.manual_seed(0)
+    small = {} if size > 64 else {"small_input": True}
+    model = lightnets.create_model(name, num_classes=len(CLASSES), **small)
+    steps, lr, batch = spec.get("steps", 40), spec.get("lr", 0.01), spec.get("batch", 24)
+    quick_train(model, data, steps=steps, size=size, lr=lr, batch=batch)  # 10 passes over 96
+    x, y = train_tensors(data, size)
+    with torch.no_grad():
+        logits = model(x)
+    alive = (logits != 0).any(1).float().mean().item()
+    accuracy = (logits.argmax(1) == y).float().mean().item()
+    assert alive == 1.0 and (name == "mobilefacenet" or accuracy >= 0.9), (
+        f"fixture not decisive: train accuracy {accuracy:.2f}, rows with a nonzero logit {alive}"
+    )
+    checkpoint = save_checkpoint(model, tmp_path / "m.safetensors", name, data, size=size)
+    for runtime, suffix in (("onnxruntime", ".onnx"), ("openvino", ".xml")):
+        out = tmp_path / f"{runtime}{suffix}"
+        argv = ["export", "--checkpoint", str(checkpoint), "--runtime", runtime]
+        argv += ["--precision", "int8", "-o", str(out)]  # calibrated on the run's train images
+        if "keep_float" in spec:
+            argv += ["--keep-float", spec["keep_float"]]
+        assert cli.main(argv) == 0, capsys.readouterr().err
+        check = _sidecar(out)["verification"]
+        assert check["images"] == 3 * 32 and check["cosine"] >= targets.INT8_MIN_COSINE
+        if name != "mobilefacenet":
+            assert check["agreement"] >= targets.INT8_MIN_AGREEMENT
+        run = targets.get_target(runtime).load(out)
+        for batch in (1, 3):
+            out_y = run(np.random.default_rng(batch).standard_normal((batch, 3, size, size), "f"))
+            assert out_y.shape[0] == batch and np.isfinite(out_y).all()

@@ -25,6 +25,7 @@ OpenVINO rt_info).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from argparse import SUPPRESS
 from pathlib import Path
@@ -69,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KINDS",
         help="int8: layers to keep in float, comma-separated: se, act, dw, dw-large, first, last",
     )
+    p.add_argument(
+        "--quantizer",
+        choices=("ort", "nncf"),
+        default="ort",
+        help="onnxruntime int8: ort (quantize_static, the default) or nncf (adds bias correction)",
+    )
     # until 0.1 `--format onnx|torchscript` chose the file; --format now means table formats
     p.add_argument("--format", dest="old_format", choices=("onnx", "torchscript"), help=SUPPRESS)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -100,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from lightnets.checkpoints import load_checkpoint
     from lightnets.deploy import targets
     from lightnets.deploy.quant_graph import parse_keep_float
-    from lightnets.errors import ConfigError
+    from lightnets.errors import ConfigError, MissingDependencyError
     from lightnets.files import check_writable
 
     parser = build_parser()
@@ -120,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--keep-float only applies to --precision int8")
     if args.precision == "int8" and not args.reparameterize:
         raise ConfigError("int8 quantizes the folded graph: drop --no-reparameterize")
+    if args.quantizer != "ort" and (args.runtime, args.precision) != ("onnxruntime", "int8"):
+        raise ConfigError("--quantizer chooses the quantizer of onnxruntime int8 only")
+    if args.quantizer == "nncf" and importlib.util.find_spec("nncf") is None:
+        raise MissingDependencyError("--quantizer nncf needs nncf: pip install lightnets[openvino]")
     path = Path(args.output)
     check_writable(path, "-o")
     if args.runtime == "onnxruntime":
@@ -161,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             deployed=deployed,
             calibration=calibration,
             keep_float=keep_float,
+            quantize={"quantizer": args.quantizer} if args.quantizer != "ort" else None,
             rtol=args.rtol,
         )
         if "quantization" in metadata:

@@ -254,16 +254,14 @@ def export(
                 half = convert_float_to_float16(onnx.load(str(float_path)), keep_io_types=True)
                 onnx.save(half, str(path))
             else:
-                from lightnets.deploy.quantize import quantize_onnx
+                from lightnets.deploy.quantize import onnx_quantizer
 
                 if calibration is None:
                     raise ConfigError("int8 needs calibration images")
-                report = quantize_onnx(
-                    float_path,
-                    path,
-                    calibration,
-                    metadata.get("keep_float", ()),
-                    **metadata.get("quantize", {}),
+                options = dict(metadata.get("quantize", {}))
+                quantize = onnx_quantizer(options.pop("quantizer", "ort"))
+                report = quantize(
+                    float_path, path, calibration, metadata.get("keep_float", ()), **options
                 )
                 metadata["quantization"] = report.to_dict()
     else:

@@ -6,6 +6,8 @@ mixed-precision export keeps in float.
   output channel, MinMax calibration.
 - OpenVINO: `quantize_openvino`, nncf.quantize on the OpenVINO model (per-channel weights, the
   "mixed" preset: asymmetric activations).
+- ONNX Runtime by NNCF: `quantize_onnx_nncf` (`--quantizer nncf`), the same nncf.quantize on the
+  ONNX graph; it adds bias correction, which onnxruntime's quantizer lacks.
 
 Both take the calibration images as preprocessed float batches (`calibration_batches`: the model's
 own eval preprocessing, the same as `lightnets eval`). The model is re-parameterized before it is
@@ -327,12 +329,22 @@ def quantize_openvino(
     batches = [x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in calibration]
     if not batches:
         raise ConfigError("int8 needs calibration images (none were given)")
+    kept = float_nodes(openvino_graph(model), keep_float)
+    quantized = _nncf_quantize(
+        nncf, model, batches, kept, preset, fast_bias_correction, overflow_fix
+    )
+    report = QuantReport("openvino", kept, {"preset": preset, "overflow_fix": overflow_fix})
+    return quantized, report
+
+
+def _nncf_quantize(nncf, model, batches, kept, preset, fast_bias_correction, overflow_fix,
+                   transform=None):  # fmt: skip
+    """nncf.quantize of an OpenVINO or ONNX model with lightnets' settings, quietly."""
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
         OverflowFix,
     )
 
-    kept = float_nodes(openvino_graph(model), keep_float)
     names = sorted({n for v in kept.values() for n in v})
     fixes = {"enable": OverflowFix.ENABLE, "first_layer": OverflowFix.FIRST_LAYER,
              "disable": OverflowFix.DISABLE}  # fmt: skip
@@ -349,9 +361,9 @@ def quantize_openvino(
     try:
         # NNCF draws rich progress bars on stdout, which is the command's table and JSON
         with contextlib.redirect_stdout(io.StringIO()):
-            quantized = nncf.quantize(
+            return nncf.quantize(
                 model,
-                nncf.Dataset(batches),
+                nncf.Dataset(batches, transform),
                 preset=presets[preset],
                 subset_size=len(batches),  # items of the dataset: batches
                 fast_bias_correction=fast_bias_correction,
@@ -362,5 +374,48 @@ def quantize_openvino(
             )
     finally:
         nncf.set_log_level(level)
-    report = QuantReport("openvino", kept, {"preset": preset, "overflow_fix": overflow_fix})
-    return quantized, report
+
+
+def quantize_onnx_nncf(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    calibration: Iterable[Tensor],
+    keep_float: Iterable[str] = (),
+    *,
+    preset: str = "mixed",
+    fast_bias_correction: bool = True,
+    overflow_fix: str = "enable",
+) -> QuantReport:
+    """The float ONNX file `src` quantized for onnxruntime by NNCF (QDQ, per-channel weights),
+    with the settings of `quantize_openvino`. What it adds over `quantize_onnx` is bias
+    correction, which onnxruntime's quantizer lacks: on a MixNet-S trained on CIFAR-10 photos
+    (32 px) it took the int8 top-1 drop from 3.3 to 0.4 points (docs/deploy.md)."""
+    nncf = _require("nncf", "openvino")
+    import onnx
+
+    from lightnets.deploy.onnx import INPUT
+
+    batches = [x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in calibration]
+    if not batches:
+        raise ConfigError("int8 needs calibration images (none were given)")
+    model = onnx.load(str(src))
+    kept = float_nodes(onnx_graph(model), keep_float)
+    quantized = _nncf_quantize(
+        nncf, model, batches, kept, preset, fast_bias_correction, overflow_fix,
+        transform=lambda x: {INPUT: x.astype(np.float32)},
+    )  # fmt: skip
+    onnx.save(quantized, str(dst))
+    options = {"quantizer": "nncf", "preset": preset, "overflow_fix": overflow_fix,
+               "fast_bias_correction": fast_bias_correction}  # fmt: skip
+    return QuantReport("onnxruntime", kept, options)
+
+
+# the quantizers that write an int8 ONNX file for onnxruntime, by `--quantizer` name
+ONNX_QUANTIZERS = {"ort": "quantize_onnx", "nncf": "quantize_onnx_nncf"}
+
+
+def onnx_quantizer(name: str):
+    """The ONNX quantizer function called `name` (ONNX_QUANTIZERS)."""
+    if name not in ONNX_QUANTIZERS:
+        raise ConfigError(f"--quantizer {name!r}: one of {', '.join(ONNX_QUANTIZERS)}")
+    return globals()[ONNX_QUANTIZERS[name]]
