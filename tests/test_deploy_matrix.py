@@ -25,7 +25,9 @@ def trained(tmp_path_factory):
     data = write_images(root / "data", per_class=10)
     torch.manual_seed(0)
     model = lightnets.create_model(MODEL, num_classes=len(CLASSES), small_input=True)
-    quick_train(model, data, steps=30)
+    # 30 steps left ORT int8 at exactly 90% agreement with 2 threads (27 of 30), 100% with 1:
+    # the check passed or failed with the thread count earlier tests left; 60 give 100% on both
+    quick_train(model, data, steps=60)
     return save_checkpoint(model, root / "model.safetensors", MODEL, data), data
 
 
@@ -91,15 +93,6 @@ def test_deploy_matrix_writes_json_table_and_names_a_winner(trained, tmp_path, c
     if have_openvino:
         expected |= {("openvino", "fp32"), ("openvino", "int8")}
     assert set(rows) == expected
-    # onnxruntime int8 by its own quantizer and, where NNCF is installed, by NNCF's
-    ort_int8 = [
-        r for r in result["rows"] if (r["runtime"], r["precision"]) == ("onnxruntime", "int8")
-    ]
-    both = ["nncf quantizer", "ort quantizer"]
-    assert sorted(r["note"] for r in ort_int8) == (
-        both if importlib.util.find_spec("nncf") else [""]
-    )
-    assert len({r["artifact"] for r in ort_int8}) == len(ort_int8)
     for row in result["rows"][1:]:
         assert row["status"] == "ok", (row["note"], row)
         assert row["b1_min_ms"] > 0 and row["b1_median_ms"] >= row["b1_min_ms"]

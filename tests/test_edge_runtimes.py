@@ -113,9 +113,11 @@ def test_int8_without_calibration_is_a_config_error():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", sorted(PACKAGES))
-def test_fp32_matches_pytorch(runtime, tmp_path):
+def test_fp32_matches_pytorch(runtime, tmp_path, capsys):
     model, x = small_model(), torch.randn(2, 3, 32, 32)
     module, path, metadata = export(runtime, model, x, tmp_path)
+    # stdout is `lightnets deploy`'s table or JSON: a converter's progress must not land there
+    assert capsys.readouterr().out == ""
     run = module.load(path, threads=1)
     with torch.no_grad():
         for batch in (1, 2, 5):  # fixed-batch files are split and padded by the runner

@@ -11,16 +11,14 @@ re-parameterized model with `lightnets export`'s verified path (int8 calibrated 
 model, and times it: batch 1 min and median over --rounds interleaved rounds (every cell once per
 round, each started on an idle CPU), and images/s at --batch (an artifact with a fixed batch is
 timed at its own). A runtime that is not installed is a row saying how to install it; an artifact
-that fails its check is a row with the reason. onnxruntime int8 is exported twice when NNCF is
-installed, by onnxruntime's quantizer and by NNCF's (which adds bias correction). It prints the
-table, writes OUT/deploy.json, the artifacts under OUT/artifacts/ and a latency-vs-accuracy chart
-OUT/deploy.png, and names the fastest artifact within --max-drop points of the PyTorch top-1.
+that fails its check is a row with the reason. It prints the table, writes OUT/deploy.json, the
+artifacts under OUT/artifacts/ and a latency-vs-accuracy chart OUT/deploy.png, and names the
+fastest artifact within --max-drop points of the PyTorch top-1.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -90,42 +88,25 @@ DEFAULT_RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert", "ncnn")
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
     from lightnets.checkpoints import load_checkpoint
-    from lightnets.deploy import matrix, targets
-    from lightnets.deploy.quant_graph import parse_keep_float
+    from lightnets.deploy import matrix, reparameterize
     from lightnets.errors import ConfigError
+    from lightnets.files import check_writable
     from lightnets.tables import render
 
     args = _flags.parse_args(build_parser(), argv)
-    runtimes = args.runtimes or list(DEFAULT_RUNTIMES)
-    for runtime in runtimes:
-        targets.get_target(runtime)  # UnknownNameError with close matches
-    precisions = args.precisions or list(targets.PRECISIONS)
-    for precision in precisions:
-        targets.check_precision_name(precision)
-    keep_float = parse_keep_float(args.keep_float)
-    if not Path(args.data).is_dir():
-        raise FileNotFoundError(f"--data {args.data}: no such directory")
+    runtimes, precisions, keep_float = _checked_choices(args)
     checkpoint, name = args.checkpoint, args.model
     if Path(args.model).exists():  # a run dir or weights file in place of the name
         checkpoint, name = args.model, None
     loaded = load_checkpoint(checkpoint, name, prefer_ema=not args.no_ema, img_size=args.img_size)
     out = Path(args.output or "deploy")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "artifacts").mkdir(exist_ok=True)
-    from lightnets.files import check_writable
-
+    (out / "artifacts").mkdir(parents=True, exist_ok=True)
     check_writable(out / "deploy.json", "-o")
     threads = args.threads or len(os.sched_getaffinity(0))
 
-    calibration = None
-    if "int8" in precisions:
-        calibration = _calibration(args, loaded)
+    calibration = _calibration(args, loaded) if "int8" in precisions else None
     dataset = _eval_data(args, loaded)
-    from lightnets.deploy import reparameterize
-
     deployed = reparameterize(loaded.model)
     cells = _export_all(loaded, deployed, runtimes, precisions, out, calibration, keep_float)
     ok = [c for c in cells if c.status == "ok"]
@@ -133,17 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(render([_row(c, None, args.batch) for c in cells], _columns(), args.format))
         raise ConfigError("no artifact could be exported and verified (see the table)")
 
-    print(f"evaluating {len(ok)} artifacts and PyTorch on {len(dataset)} images", file=sys.stderr)
-    torch.set_num_threads(threads)
-    eager = matrix.Cell("pytorch", "fp32", note="eager, the reference")
-    eager.run, eager.metadata = _eager_runner(loaded.model), {}
-    reference = _accuracy(loaded, dataset, loaded.model)
-    eager.top1, eager.top5 = reference
-    for cell in ok:
-        cell.run = targets.get_target(cell.runtime).load(cell.path, threads)
-        module = targets.ArtifactModule(cell.run, cell.metadata.get("batch"))
-        cell.top1, cell.top5 = _accuracy(loaded, dataset, module)
-
+    eager = _score(loaded, dataset, ok, threads)
     shape = (loaded.in_chans, loaded.preprocessing.img_size, loaded.preprocessing.img_size)
     print(f"timing {len(ok) + 1} cells, {args.rounds} interleaved rounds", file=sys.stderr)
     busy = matrix.time_cells(
@@ -169,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_drop": args.max_drop,
         "busy_blocks": busy,
         "machine": machine_info("cpu", threads),
-        "winner": winner and {k: winner[k] for k in ("runtime", "precision", "artifact")},
+        "winner": winner and {k: winner[k] for k in ("runtime", "precision", "note", "artifact")},
         "rows": rows,
     }
     import json
@@ -177,22 +148,71 @@ def main(argv: list[str] | None = None) -> int:
     from lightnets.files import write_text
 
     write_text(out / "deploy.json", json.dumps(result, indent=1) + "\n")
-    chart_note = _chart(rows, winner, eager.top1, args.max_drop, out / "deploy.png", loaded.name)
+    notes = _notes(args, result, winner, len(ok) + 1, out)
+    extra = {k: v for k, v in result.items() if k != "rows"}
+    print(render(rows, _columns(), args.format, notes=notes, json_extra=extra))
+    return 0
+
+
+def _checked_choices(args) -> tuple[list[str], list[str], list[str]]:
+    """Runtimes, precisions and --keep-float kinds, each name checked, and --data's existence:
+    before anything is loaded."""
+    from lightnets.deploy import targets
+    from lightnets.deploy.quant_graph import parse_keep_float
+
+    runtimes = args.runtimes or list(DEFAULT_RUNTIMES)
+    for runtime in runtimes:
+        targets.get_target(runtime)  # UnknownNameError with close matches
+    precisions = args.precisions or list(targets.PRECISIONS)
+    for precision in precisions:
+        targets.check_precision_name(precision)
+    keep_float = parse_keep_float(args.keep_float)
+    if not Path(args.data).is_dir():
+        raise FileNotFoundError(f"--data {args.data}: no such directory")
+    return runtimes, precisions, keep_float
+
+
+def _score(loaded, dataset, cells, threads: int):
+    """Top-1/top-5 of the PyTorch model and of each cell's artifact on `dataset` (filled into the
+    cells, which are loaded for timing on the way); returns the PyTorch model's cell."""
+    import torch
+
+    from lightnets.deploy import matrix, targets
+
+    print(
+        f"evaluating {len(cells)} artifacts and PyTorch on {len(dataset)} images", file=sys.stderr
+    )
+    torch.set_num_threads(threads)
+    eager = matrix.Cell("pytorch", "fp32", note="eager, the reference")
+    eager.run, eager.metadata = _eager_runner(loaded.model), {}
+    eager.top1, eager.top5 = _accuracy(loaded, dataset, loaded.model)
+    for cell in cells:
+        cell.run = targets.get_target(cell.runtime).load(cell.path, threads)
+        module = targets.ArtifactModule(cell.run, cell.metadata.get("batch"))
+        cell.top1, cell.top5 = _accuracy(loaded, dataset, module)
+    return eager
+
+
+def _notes(args, result: dict, winner: dict | None, timed: int, out: Path) -> list[str]:
+    """The lines under the table: what was measured, how noisy, the winner, the files."""
+    rows, reference = result["rows"], result["rows"][0]["top1"]
+    chart_note = _chart(rows, winner, reference, args.max_drop, out / "deploy.png", result["model"])
     notes = [
-        f"{loaded.name}, {shape[1]} px, {threads} threads, top-1 on {len(dataset)} images of "
-        f"{args.data}; drop against PyTorch eager ({eager.top1:.2f}%)",
+        f"{result['model']}, {result['input'][1]} px, {result['threads']} threads, top-1 on "
+        f"{result['images']} images of {args.data}; drop against PyTorch eager ({reference:.2f}%)",
         "latency: batch 1, min and median over interleaved rounds; images/s at the batch shown",
     ]
+    busy = result["busy_blocks"]
     if busy:
-        blocks = 2 * args.rounds * (len(ok) + 1)
         notes.append(
-            f"{busy} of {blocks} timed blocks started on a busy CPU (no idle 0.1 s within 10 s): "
-            "other work shared the cores, read the latencies as noisy"
+            f"{busy} of {2 * args.rounds * timed} timed blocks started on a busy CPU (no idle "
+            "0.1 s within 10 s): other work shared the cores, read the latencies as noisy"
         )
     if winner:
+        how = f" ({winner['note']})" if winner["note"] else ""
         notes.append(
-            f"fastest within {args.max_drop} points: {winner['runtime']} {winner['precision']} "
-            f"({winner['b1_min_ms']:.2f} ms, top-1 {winner['top1']:.2f}%, "
+            f"fastest within {args.max_drop} points: {winner['runtime']} {winner['precision']}"
+            f"{how} ({winner['b1_min_ms']:.2f} ms, top-1 {winner['top1']:.2f}%, "
             f"{winner['top1_drop']:+.2f}) -> {winner['artifact']}"
         )
     else:
@@ -200,18 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     notes.append(
         f"wrote {out / 'deploy.json'}" + (f", {out / 'deploy.png'}" if not chart_note else "")
     )
-    if chart_note:
-        notes.append(chart_note)
-    print(
-        render(
-            rows,
-            _columns(),
-            args.format,
-            notes=notes,
-            json_extra={k: v for k, v in result.items() if k != "rows"},
-        )
-    )
-    return 0
+    return notes + [chart_note] * bool(chart_note)
 
 
 def _columns():
@@ -242,9 +251,7 @@ def _row(cell, reference_top1, batch):
 
 
 def _export_all(loaded, deployed, runtimes, precisions, out, calibration, keep_float):
-    """One cell per installed runtime x precision it has (a 'missing' row per absent runtime);
-    onnxruntime int8 twice when NNCF is installed: onnxruntime's own quantizer and NNCF's,
-    which adds bias correction (docs/deploy.md: trained MixNet-S, drop 3.3 -> 0.4 points)."""
+    """One cell per installed runtime x precision it has; a 'missing' row per absent runtime."""
     from lightnets.deploy import matrix, targets
 
     cells = []
@@ -256,25 +263,18 @@ def _export_all(loaded, deployed, runtimes, precisions, out, calibration, keep_f
             cells.append(matrix.Cell(runtime, "-", "missing", note))
             continue
         for precision in (p for p in precisions if p in target.precisions):
-            quantizers = [None]
-            if (runtime, precision) == ("onnxruntime", "int8") and importlib.util.find_spec("nncf"):
-                quantizers = ["ort", "nncf"]
-            for quantizer in quantizers:
-                cells.append(
-                    _export_cell(
-                        loaded, deployed, target, precision, out, calibration, keep_float, quantizer
-                    )
-                )
+            cells.append(
+                _export_cell(loaded, deployed, target, precision, out, calibration, keep_float)
+            )
     return cells
 
 
-def _export_cell(loaded, deployed, target, precision, out, calibration, keep_float, quantizer):
+def _export_cell(loaded, deployed, target, precision, out, calibration, keep_float):
     from lightnets.deploy import matrix, targets
     from lightnets.errors import LightnetsError
 
-    cell = matrix.Cell(target.runtime, precision, note=f"{quantizer} quantizer" * bool(quantizer))
-    tag = f"-{quantizer}" if quantizer == "nncf" else ""
-    path = out / "artifacts" / f"{loaded.name}-{target.runtime}-{precision}{tag}{target.suffix}"
+    cell = matrix.Cell(target.runtime, precision)
+    path = out / "artifacts" / f"{loaded.name}-{target.runtime}-{precision}{target.suffix}"
     print(f"exporting {cell.label} -> {path}", file=sys.stderr)
     try:
         cell.metadata = targets.export_verified(
@@ -285,7 +285,6 @@ def _export_cell(loaded, deployed, target, precision, out, calibration, keep_flo
             deployed=deployed,
             calibration=calibration if precision == "int8" else None,
             keep_float=keep_float if precision == "int8" else (),
-            quantize={"quantizer": quantizer} if quantizer == "nncf" else None,
         )
         cell.path = path
     except LightnetsError as err:  # not installed, or the artifact failed its check

@@ -26,6 +26,8 @@ sidecar the caller writes.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import warnings
 from collections.abc import Callable, Iterable
@@ -93,7 +95,8 @@ def export(
             dynamic_shapes=dynamic_shapes, max_batch=MAX_CALIBRATION_BATCH, fold_quantize=False,
         )  # fmt: skip
     metadata["batch"] = int(example.shape[0])
-    with warnings.catch_warnings(), torch.no_grad():
+    # the converter reports progress on stdout, which is `lightnets deploy`'s table and JSON
+    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", FutureWarning)
         flatbuffer = bytes(
             litert_torch.convert(model, (example,), quant_config=quant_config).model_content()

@@ -7,7 +7,7 @@ mixed-precision export keeps in float.
 - OpenVINO: `quantize_openvino`, nncf.quantize on the OpenVINO model (per-channel weights, the
   "mixed" preset: asymmetric activations).
 - ONNX Runtime by NNCF: `quantize_onnx_nncf` (`--quantizer nncf`), the same nncf.quantize on the
-  ONNX graph; it adds bias correction, which onnxruntime's quantizer lacks.
+  ONNX graph; it adds bias correction, which onnxruntime's quantizer lacks (more accurate, slower).
 
 Both take the calibration images as preprocessed float batches (`calibration_batches`: the model's
 own eval preprocessing, the same as `lightnets eval`). The model is re-parameterized before it is
@@ -389,7 +389,11 @@ def quantize_onnx_nncf(
     """The float ONNX file `src` quantized for onnxruntime by NNCF (QDQ, per-channel weights),
     with the settings of `quantize_openvino`. What it adds over `quantize_onnx` is bias
     correction, which onnxruntime's quantizer lacks: on a MixNet-S trained on CIFAR-10 photos
-    (32 px) it took the int8 top-1 drop from 3.3 to 0.4 points (docs/deploy.md)."""
+    (32 px) it took the int8 top-1 drop from 3.3 to 0.4 points. The price, on x86: NNCF gives 67
+    of MixNet-S's 88 activation quantizers signed int8 (ORT's quantizer: 207, all uint8) and
+    leaves SiLU unquantized, while MLAS's x86 int8 convs take uint8 activations; ORT then runs
+    much of the graph in float between Q/DQ pairs, 4.6x slower than `quantize_onnx`'s graph at
+    224 px (docs/deploy.md). An accuracy option, not the default."""
     nncf = _require("nncf", "openvino")
     import onnx
 
