@@ -9,6 +9,7 @@ print one line and exit with status 2. Anything else is a bug in lightnets and k
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 from lightnets import __version__
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except (LightnetsError, *FILE_ERRORS) as err:
         print(f"lightnets {name}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside the places that turn it into a clean stop
+        print(f"lightnets {name}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 def _one_line(err: BaseException) -> str:

@@ -73,3 +73,14 @@ def test_unknown_flag_exits_with_usage_error(capsys):
         cli.main(["layers", "--bogus"])
     assert err.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_ctrl_c_outside_training_is_one_line_and_status_130(monkeypatch, capsys):
+    import lightnets.commands.models as models_command
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models_command, "main", interrupted)
+    assert cli.main(["models"]) == 130
+    assert capsys.readouterr().err == "lightnets models: interrupted\n"

@@ -391,6 +391,35 @@ def test_tiny_model_learns_digits_and_writes_the_run_dir(tmp_path):
         assert json.loads(f.metadata()["class_names"])[9] == "9"
 
 
+def test_a_stopped_run_shuts_its_data_workers_down_while_signals_are_still_caught(
+    tmp_path, monkeypatch
+):
+    # Left to the garbage collector, the persistent DataLoader workers were shut down after the
+    # signal handlers were restored, and a second Ctrl-C then hit the iterator's __del__: a
+    # traceback on the way out (CI, the 2xsigint test of test_train_procs.py)
+    import multiprocessing
+
+    from lightnets.train.loop import SignalFlag
+
+    children_at_exit = []
+    restore = SignalFlag.__exit__
+
+    def spy(self, *exc):
+        children_at_exit.append(len(multiprocessing.active_children()))
+        return restore(self, *exc)
+
+    monkeypatch.setattr(SignalFlag, "__exit__", spy)
+
+    def interrupt(model, step):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    cfg = tiny_cfg(tmp_path, workers=1, cache_images="off")
+    result = train(cfg, model=Tiny(), on_step=interrupt)
+    assert result.interrupted == signal.SIGINT
+    assert children_at_exit == [0]
+
+
 def test_resume_equals_uninterrupted_at_epoch_end_and_mid_epoch(tmp_path):
     opts = dict(epochs=2, ema_decay=0.99, mixup=0.2, label_smoothing=0.1)
     torch.manual_seed(0)

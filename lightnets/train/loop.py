@@ -291,6 +291,10 @@ def fit(run: Run) -> TrainResult:
                     break
         except _StopRequested:
             ckpt.save_run(run, best=False)
+            # shut the DataLoader workers down here, while signals are still caught: left to the
+            # garbage collector after this block, the shutdown met a second Ctrl-C as a
+            # KeyboardInterrupt in the iterator's __del__, a traceback (seen in CI)
+            run.train_loader = run.val_loader = None
             if main:
                 report.note(
                     f"stopped by {signal.Signals(stop.signum).name} at epoch {p.epoch + 1}, "
