@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     import lightnets
     from lightnets.checkpoints import load_checkpoint
     from lightnets.deploy import targets
-    from lightnets.deploy.quant_graph import parse_keep_float
-    from lightnets.errors import ConfigError, MissingDependencyError
+    from lightnets.errors import ConfigError
     from lightnets.files import check_writable
 
     parser = build_parser()
@@ -121,17 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             f"lightnets export: note: --format is deprecated, use --runtime {args.runtime}",
             file=sys.stderr,
         )
-    target = targets.get_target(args.runtime)
-    targets.check_precision(target, args.precision)
-    keep_float = parse_keep_float(args.keep_float)
-    if keep_float and args.precision != "int8":
-        raise ConfigError("--keep-float only applies to --precision int8")
-    if args.precision == "int8" and not args.reparameterize:
-        raise ConfigError("int8 quantizes the folded graph: drop --no-reparameterize")
-    if args.quantizer != "ort" and (args.runtime, args.precision) != ("onnxruntime", "int8"):
-        raise ConfigError("--quantizer chooses the quantizer of onnxruntime int8 only")
-    if args.quantizer == "nncf" and importlib.util.find_spec("nncf") is None:
-        raise MissingDependencyError("--quantizer nncf needs nncf: pip install lightnets[openvino]")
+    target, keep_float = _checked_choices(args)
     path = Path(args.output)
     check_writable(path, "-o")
     if args.runtime == "onnxruntime":
@@ -188,6 +177,27 @@ def main(argv: list[str] | None = None) -> int:
         f"{loaded.in_chans}, {size}, {size})) and {targets.sidecar_path(path).name}; {check}"
     )
     return 0
+
+
+def _checked_choices(args):
+    """(target, --keep-float kinds): runtime, precision and the int8 options checked together,
+    before anything is loaded."""
+    from lightnets.deploy import targets
+    from lightnets.deploy.quant_graph import parse_keep_float
+    from lightnets.errors import ConfigError, MissingDependencyError
+
+    target = targets.get_target(args.runtime)
+    targets.check_precision(target, args.precision)
+    keep_float = parse_keep_float(args.keep_float)
+    if keep_float and args.precision != "int8":
+        raise ConfigError("--keep-float only applies to --precision int8")
+    if args.precision == "int8" and not args.reparameterize:
+        raise ConfigError("int8 quantizes the folded graph: drop --no-reparameterize")
+    if args.quantizer != "ort" and (args.runtime, args.precision) != ("onnxruntime", "int8"):
+        raise ConfigError("--quantizer chooses the quantizer of onnxruntime int8 only")
+    if args.quantizer == "nncf" and importlib.util.find_spec("nncf") is None:
+        raise MissingDependencyError("--quantizer nncf needs nncf: pip install lightnets[openvino]")
+    return target, keep_float
 
 
 def _calibration(args, loaded):

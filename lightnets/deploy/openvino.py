@@ -123,7 +123,7 @@ def export(model: nn.Module, path: Path, example: Tensor, precision: str, calibr
         onnx_path = write_onnx(model.eval(), example, Path(tmp) / "float.onnx")
         ov_model = ov.convert_model(str(onnx_path))
     if precision == "int8":
-        from lightnets.deploy.quantize import quantize_openvino
+        from lightnets.deploy.quantize_nncf import quantize_openvino
 
         if calibration is None:
             raise ConfigError("int8 needs calibration images")

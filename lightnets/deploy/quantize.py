@@ -4,10 +4,7 @@ mixed-precision export keeps in float.
 - ONNX Runtime: `quantize_onnx`, onnxruntime.quantization.quantize_static on a `quant_pre_process`ed
   file: QDQ format, uint8 activations (MLAS's x86 int8 kernels are u8 x s8) and int8 weights per
   output channel, MinMax calibration.
-- OpenVINO: `quantize_openvino`, nncf.quantize on the OpenVINO model (per-channel weights, the
-  "mixed" preset: asymmetric activations).
-- ONNX Runtime by NNCF: `quantize_onnx_nncf` (`--quantizer nncf`), the same nncf.quantize on the
-  ONNX graph; it adds bias correction, which onnxruntime's quantizer lacks (more accurate, slower).
+- OpenVINO, and ONNX Runtime by NNCF (`--quantizer nncf`): lightnets.deploy.quantize_nncf.
 
 Both take the calibration images as preprocessed float batches (`calibration_batches`: the model's
 own eval preprocessing, the same as `lightnets eval`). The model is re-parameterized before it is
@@ -28,7 +25,6 @@ float (ORT: nodes_to_exclude; NNCF: ignored_scope). Kinds (KEEP_FLOAT):
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import random
@@ -44,7 +40,6 @@ from torch import Tensor
 from lightnets.deploy.quant_graph import (
     float_nodes,
     onnx_graph,
-    openvino_graph,
 )
 from lightnets.errors import ConfigError, MissingDependencyError
 
@@ -89,6 +84,14 @@ def calibration_batches(
     x = torch.stack(images).float().div_(255)
     x = (x - mean) / std
     return list(torch.split(x.contiguous(), batch))
+
+
+def as_batches(calibration: Iterable[Tensor]) -> list[np.ndarray]:
+    """The calibration batches as arrays, as quantizers take them; ConfigError when empty."""
+    batches = [x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in calibration]
+    if not batches:
+        raise ConfigError("int8 needs calibration images (none were given)")
+    return batches
 
 
 def default_calibration_dir(loaded) -> Path | None:
@@ -196,7 +199,7 @@ def _quiet_quantizer():
         root.removeFilter(flt)
 
 
-def _require(module: str, extra: str):
+def require_module(module: str, extra: str):
     import importlib
 
     try:
@@ -237,7 +240,7 @@ def quantize_onnx(
             weights the kernels match the simulation (0.993). An artifact does not know which
             CPU will run it, so this is on by default (docs/deploy.md).
     """
-    quantization = _require("onnxruntime.quantization", "onnx")
+    quantization = require_module("onnxruntime.quantization", "onnx")
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -254,9 +257,7 @@ def quantize_onnx(
         raise ConfigError(f"calibration_method must be one of {', '.join(methods)}")
     if quant_format not in formats or activations not in types:
         raise ConfigError(f"quant_format {quant_format!r} / activations {activations!r}")
-    batches = [x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in calibration]
-    if not batches:
-        raise ConfigError("int8 needs calibration images (none were given)")
+    batches = as_batches(calibration)
 
     class Reader(quantization.CalibrationDataReader):
         def __init__(self):
@@ -307,119 +308,13 @@ def quantize_onnx(
     return QuantReport("onnxruntime", kept, report_options)
 
 
-# ------------------------------------------------------------------ OpenVINO / NNCF
-
-
-def quantize_openvino(
-    model,
-    calibration: Iterable[Tensor],
-    keep_float: Iterable[str] = (),
-    *,
-    preset: str = "mixed",
-    fast_bias_correction: bool = True,
-    overflow_fix: str = "enable",
-):
-    """An int8 copy of the openvino.Model `model`, by nncf.quantize calibrated on `calibration`;
-    returns (model, QuantReport). preset "mixed": asymmetric activations, symmetric weights
-    (NNCF's advice for models with non-ReLU activations); "performance": symmetric both.
-    overflow_fix "enable": 7-bit weights everywhere, for the same VPMADDUBSW saturation on x86
-    without VNNI as `quantize_onnx`'s reduce_range (NNCF's default fixes the first layer only);
-    "first_layer" or "disable" as NNCF's."""
-    nncf = _require("nncf", "openvino")
-    batches = [x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in calibration]
-    if not batches:
-        raise ConfigError("int8 needs calibration images (none were given)")
-    kept = float_nodes(openvino_graph(model), keep_float)
-    quantized = _nncf_quantize(
-        nncf, model, batches, kept, preset, fast_bias_correction, overflow_fix
-    )
-    report = QuantReport("openvino", kept, {"preset": preset, "overflow_fix": overflow_fix})
-    return quantized, report
-
-
-def _nncf_quantize(nncf, model, batches, kept, preset, fast_bias_correction, overflow_fix,
-                   transform=None):  # fmt: skip
-    """nncf.quantize of an OpenVINO or ONNX model with lightnets' settings, quietly."""
-    from nncf.quantization.advanced_parameters import (
-        AdvancedQuantizationParameters,
-        OverflowFix,
-    )
-
-    names = sorted({n for v in kept.values() for n in v})
-    fixes = {"enable": OverflowFix.ENABLE, "first_layer": OverflowFix.FIRST_LAYER,
-             "disable": OverflowFix.DISABLE}  # fmt: skip
-    if overflow_fix not in fixes:
-        raise ConfigError(f"overflow_fix must be one of {', '.join(fixes)}, got {overflow_fix!r}")
-    presets = {
-        "mixed": nncf.QuantizationPreset.MIXED,
-        "performance": nncf.QuantizationPreset.PERFORMANCE,
-    }
-    if preset not in presets:
-        raise ConfigError(f"preset must be one of {', '.join(presets)}, got {preset!r}")
-    level = nncf.common.logging.nncf_logger.level
-    nncf.set_log_level(logging.ERROR)  # INFO lines on every call
-    try:
-        # NNCF draws rich progress bars on stdout, which is the command's table and JSON
-        with contextlib.redirect_stdout(io.StringIO()):
-            return nncf.quantize(
-                model,
-                nncf.Dataset(batches, transform),
-                preset=presets[preset],
-                subset_size=len(batches),  # items of the dataset: batches
-                fast_bias_correction=fast_bias_correction,
-                ignored_scope=nncf.IgnoredScope(names=names, validate=False) if names else None,
-                advanced_parameters=AdvancedQuantizationParameters(
-                    overflow_fix=fixes[overflow_fix]
-                ),
-            )
-    finally:
-        nncf.set_log_level(level)
-
-
-def quantize_onnx_nncf(
-    src: str | os.PathLike,
-    dst: str | os.PathLike,
-    calibration: Iterable[Tensor],
-    keep_float: Iterable[str] = (),
-    *,
-    preset: str = "mixed",
-    fast_bias_correction: bool = True,
-    overflow_fix: str = "enable",
-) -> QuantReport:
-    """The float ONNX file `src` quantized for onnxruntime by NNCF (QDQ, per-channel weights),
-    with the settings of `quantize_openvino`. What it adds over `quantize_onnx` is bias
-    correction, which onnxruntime's quantizer lacks: on a MixNet-S trained on CIFAR-10 photos
-    (32 px) it took the int8 top-1 drop from 3.3 to 0.4 points. The price, on x86: NNCF gives 67
-    of MixNet-S's 88 activation quantizers signed int8 (ORT's quantizer: 207, all uint8) and
-    leaves SiLU unquantized, while MLAS's x86 int8 convs take uint8 activations; ORT then runs
-    much of the graph in float between Q/DQ pairs, 4.6x slower than `quantize_onnx`'s graph at
-    224 px (docs/deploy.md). An accuracy option, not the default."""
-    nncf = _require("nncf", "openvino")
-    import onnx
-
-    from lightnets.deploy.onnx import INPUT
-
-    batches = [x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in calibration]
-    if not batches:
-        raise ConfigError("int8 needs calibration images (none were given)")
-    model = onnx.load(str(src))
-    kept = float_nodes(onnx_graph(model), keep_float)
-    quantized = _nncf_quantize(
-        nncf, model, batches, kept, preset, fast_bias_correction, overflow_fix,
-        transform=lambda x: {INPUT: x.astype(np.float32)},
-    )  # fmt: skip
-    onnx.save(quantized, str(dst))
-    options = {"quantizer": "nncf", "preset": preset, "overflow_fix": overflow_fix,
-               "fast_bias_correction": fast_bias_correction}  # fmt: skip
-    return QuantReport("onnxruntime", kept, options)
-
-
-# the quantizers that write an int8 ONNX file for onnxruntime, by `--quantizer` name
-ONNX_QUANTIZERS = {"ort": "quantize_onnx", "nncf": "quantize_onnx_nncf"}
-
-
 def onnx_quantizer(name: str):
-    """The ONNX quantizer function called `name` (ONNX_QUANTIZERS)."""
-    if name not in ONNX_QUANTIZERS:
-        raise ConfigError(f"--quantizer {name!r}: one of {', '.join(ONNX_QUANTIZERS)}")
-    return globals()[ONNX_QUANTIZERS[name]]
+    """The function that writes an int8 ONNX file for onnxruntime, by `--quantizer` name:
+    "ort" (`quantize_onnx`, onnxruntime's own) or "nncf" (`quantize_nncf.quantize_onnx_nncf`)."""
+    if name == "ort":
+        return quantize_onnx
+    if name == "nncf":
+        from lightnets.deploy.quantize_nncf import quantize_onnx_nncf
+
+        return quantize_onnx_nncf
+    raise ConfigError(f"--quantizer {name!r}: one of ort, nncf")
