@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lightnets.cpu_class import onednn_cap, onednn_computes_bf16
 from lightnets.errors import MissingDependencyError
 
 
@@ -84,16 +85,25 @@ def openvino_parity(path: str | os.PathLike, reference: nn.Module, x: Tensor) ->
 # ------------------------------------------------------------------ deployment target
 
 
-def inference_precision(precision: str) -> tuple[str, str | None]:
-    """(INFERENCE_PRECISION_HINT, note) for an artifact's precision on this machine's CPU: bf16
-    and f16 only where the CPU computes them (OPTIMIZATION_CAPABILITIES), else f32 and a note."""
-    ov = _require_openvino()
-    want = {"bf16": "bf16", "fp16": "f16"}.get(precision)
-    if want is None:
+# an artifact precision -> (OpenVINO's INFERENCE_PRECISION_HINT, the CPU capability it needs)
+_REDUCED = {"bf16": ("bf16", "BF16"), "fp16": ("f16", "FP16")}
+
+
+def inference_precision(
+    precision: str, capabilities: Sequence[str] | None = None
+) -> tuple[str, str | None]:
+    """(INFERENCE_PRECISION_HINT, note) for an artifact's precision on a CPU with `capabilities`
+    (default: this machine's OPTIMIZATION_CAPABILITIES): bf16 and f16 only where the CPU computes
+    them, else f32 and a note saying so."""
+    if precision not in _REDUCED:
         return "f32", None
-    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    if want.upper().replace("F16", "FP16") in capabilities:
-        return want, None
+    hint, needs = _REDUCED[precision]
+    if capabilities is None:
+        capabilities = _require_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if needs in capabilities and onednn_computes_bf16():
+        return hint, None
+    if needs in capabilities:
+        return "f32", f"ONEDNN_MAX_CPU_ISA={onednn_cap()} caps oneDNN below {precision}: ran f32"
     return (
         "f32",
         f"this CPU has no {precision} arithmetic (OpenVINO: {', '.join(capabilities)}): ran f32",
@@ -155,6 +165,7 @@ def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.nd
         config["INFERENCE_NUM_THREADS"] = threads
     core = ov.Core()
     compiled: dict[tuple[int, ...], tuple] = {}
+    run_precision = {}  # what the CPU plugin computes in, read back from the last compiled model
 
     def run(x: np.ndarray) -> np.ndarray:
         shape = tuple(x.shape)
@@ -163,7 +174,9 @@ def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.nd
             model.reshape(list(shape))
             network = core.compile_model(model, "CPU", config)
             compiled[shape] = (network.create_infer_request(), network.output(0))
+            run_precision["value"] = network.get_property("INFERENCE_PRECISION_HINT").to_string()
         request, output = compiled[shape]
         return request.infer([x])[output].copy()  # the request reuses its output buffer
 
+    run.inference_precision = lambda: run_precision.get("value")
     return run
