@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -174,3 +175,16 @@ def test_zoo_fp32(runtime, name, tmp_path):
     with torch.no_grad():
         for xb in (x, x[:1]):  # the exported batch, and another one
             assert relative_error(run(xb.numpy()), model(xb)) < FLOAT_RTOL["fp32"]
+
+
+def test_ncnn_exports_to_a_relative_path(tmp_path, monkeypatch):
+    """`-o deploy` is relative: pnnx runs in a scratch folder, where it once looked for
+    deploy/.pnnx.../model.pt and failed, blaming the model."""
+    module = runtime_module("ncnn")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    model, x = small_model(), torch.randn(1, 3, 32, 32)
+    path = module.export(model, Path("out/m.ncnn.param"), x, "fp32", None, {})
+    assert (tmp_path / "out" / "m.ncnn.param").is_file() and path.is_absolute()
+    with torch.no_grad():
+        assert relative_error(module.load(path)(x.numpy()), model(x)) < FLOAT_RTOL["fp32"]

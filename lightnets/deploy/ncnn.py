@@ -65,7 +65,8 @@ def export(
             "tools, ncnn2table and ncnn2int8, are not in its pip packages)"
         )
     pnnx = _require("pnnx")
-    path = Path(path)
+    # absolute: pnnx runs in its scratch folder, where a relative path would point elsewhere
+    path = Path(path).absolute()
     weights = bin_path(path)
     check_writable(path)
     check_writable(weights)
@@ -91,11 +92,10 @@ def export(
         command += [f"fp16={int(precision == 'fp16')}", "device=cpu"]
         done = subprocess.run(command, capture_output=True, text=True, cwd=scratch)
         if done.returncode != 0 or not Path(outputs["ncnnparam"]).is_file():
-            log = (done.stdout + done.stderr).strip().splitlines()[-5:]
-            raise ConfigError(
-                f"pnnx could not convert {type(model).__name__} (exit {done.returncode}): "
-                + " | ".join(log)
-            )
+            log = (done.stdout + done.stderr).strip().splitlines()
+            opened = [line for line in log if "open failed" in line]
+            cause = opened[0] if opened else " | ".join(log[-5:])
+            raise ConfigError(f"pnnx failed (exit {done.returncode}) in {scratch}: {cause}")
         os.replace(outputs["ncnnbin"], weights)
         os.replace(outputs["ncnnparam"], path)
     metadata.update(batch=None, companion_files=[weights.name])
