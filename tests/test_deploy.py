@@ -506,3 +506,24 @@ def test_openvino_runner_refuses_a_graph_that_differs(monkeypatch, tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 4, 3)).eval()
     with pytest.raises(ValueError, match="OpenVINO output differs"):
         runtimes.make_runner("openvino", model, torch.randn(1, 3, 8, 8), 1, tmp_path)
+
+
+@pytest.mark.parametrize("runtime, suffix, precision", [("onnxruntime", ".onnx", "fp16"),
+                                                        ("onnxruntime", ".onnx", "fp32"),
+                                                        ("openvino", ".xml", "fp16")])  # fmt: skip
+def test_a_rejected_export_replaces_nothing(runtime, suffix, precision, tmp_path, capsys):
+    """A good fp32 artifact, then an export that fails its check at the same path: the good file,
+    its weights and its sidecar stay; the rejected one is kept beside them under another name."""
+    pytest.importorskip(runtime)
+    ckpt, _ = _checkpoint(tmp_path, "mobilenet_v2_w035", ["cat", "dog"])
+    out = tmp_path / f"m{suffix}"
+    argv = ["export", "--checkpoint", str(ckpt), "--runtime", runtime, "-o", str(out)]
+    assert cli([*argv, "--img-size", "32"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("m.*")}
+    assert cli([*argv, "--img-size", "32", "--precision", precision, "--rtol", "1e-12"]) == 2
+    err = capsys.readouterr().err
+    assert "differs from PyTorch" in err and f"m.rejected{suffix}" in err, err
+    after = {p.name: p.read_bytes() for p in tmp_path.glob("m.*") if ".rejected." not in p.name}
+    assert after == before
+    assert (tmp_path / f"m.rejected{suffix}").is_file()
+    assert not list(tmp_path.glob("*.partial*"))

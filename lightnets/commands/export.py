@@ -145,7 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         deployed = reparameterize(loaded.model)
         print(f"re-parameterized: {deployed.reparam_report.summary()}")
     if args.precision == "fp32" and args.runtime in ("onnxruntime", "torchscript"):
-        error = _export_fp32(args, loaded, deployed, path)
+        staging = targets.staged(path, target, "partial")  # a rejected file replaces nothing
+        try:
+            error = _export_fp32(args, loaded, deployed, staging)
+        except ConfigError as err:
+            rejected = targets.staged(path, target, "rejected")
+            targets.move_artifact(staging, rejected)
+            raise ConfigError(f"{err}; the rejected artifact is kept as {rejected}") from None
+        targets.move_artifact(staging, path)
         metadata = targets.artifact_metadata(
             loaded, args.runtime, "fp32", reparameterized=args.reparameterize
         )

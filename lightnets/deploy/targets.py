@@ -390,9 +390,50 @@ def export_verified(
         **({"quantize": dict(quantize)} if quantize else {}),
         **(extra or {}),
     )
-    path = Path(target.export(deployed, path, example, precision, calibration, metadata))
+    final = Path(path)
+    # written and checked under a staging name: a rejected artifact never replaces a good one
+    path = Path(target.export(deployed, staged(final, target, "partial"), example, precision,
+                              calibration, metadata))  # fmt: skip
     if sidecar_path(path).is_file():  # an exporter may have written its own additions
         metadata = {**metadata, **read_sidecar(path)}
+        sidecar_path(path).unlink()
+    try:
+        verification = _verify_export(loaded, target, path, final.name, precision, calibration,
+                                      metadata, rtol, min_agreement, min_cosine)  # fmt: skip
+    except Exception as err:
+        rejected = staged(final, target, "rejected")
+        move_artifact(path, rejected)
+        if isinstance(err, ConfigError):
+            raise ConfigError(f"{err}; the rejected artifact is kept as {rejected}") from None
+        raise
+    move_artifact(path, final)
+    metadata["verification"] = verification.to_dict()
+    metadata["files"] = [p.name for p in artifact_files(final)]
+    if "companion_files" in metadata:
+        metadata["companion_files"] = metadata["files"][1:]
+    write_sidecar(final, metadata)
+    return metadata
+
+
+def staged(path: Path, target: Target, tag: str) -> Path:
+    """`m.xml` -> `m.<tag>.xml` beside it (same folder: the final move is a rename)."""
+    name = path.name
+    stem = name[: -len(target.suffix)] if name.endswith(target.suffix) else path.stem
+    return path.with_name(f"{stem}.{tag}{target.suffix}")
+
+
+def move_artifact(source: Path, destination: Path) -> None:
+    """Rename an artifact and its weights file; the weights first, so that the artifact never
+    names a weights file that is not there yet."""
+    files = artifact_files(source)
+    for file in reversed(files[1:]):
+        os.replace(file, destination.with_suffix(file.suffix))
+    os.replace(files[0], destination)
+
+
+def _verify_export(loaded, target, path, name, precision, calibration, metadata, rtol,
+                   min_agreement, min_cosine) -> Verification:  # fmt: skip
+    size = loaded.preprocessing.img_size
     run = target.load(path)
     if precision == "int8":
         inputs = list(calibration)
@@ -408,13 +449,10 @@ def export_verified(
         rtol=rtol,
         min_agreement=min_agreement,
         min_cosine=min_cosine,
-        name=f"{runtime} {path.name}",
+        name=f"{target.runtime} {name}",
         classifier=not getattr(loaded.model, "card", None) or not loaded.model.card.embedding_dim,
     )
-    metadata["verification"] = verification.to_dict()
-    metadata["files"] = [p.name for p in artifact_files(path)]
-    write_sidecar(path, metadata)
-    return metadata
+    return verification
 
 
 class ArtifactModule(nn.Module):
