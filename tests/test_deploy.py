@@ -372,6 +372,11 @@ def test_export_cli_writes_verified_onnx_with_preprocessing(tmp_path, capsys):
     with torch.no_grad():
         assert relative_error(y, model(x)) < 1e-4  # the checkpoint's weights, batch 4
     assert "relative error" in capsys.readouterr().out
+    from lightnets.cpu_class import cpu_class
+
+    verification = json.loads((tmp_path / "m.onnx.json").read_text())["verification"]
+    assert verification["cpu_class"] == cpu_class()
+    assert verification["runtime_version"] == onnxruntime.__version__
 
 
 def test_export_cli_torchscript(tmp_path):

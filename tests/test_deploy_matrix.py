@@ -176,6 +176,12 @@ def test_deploy_bad_input(trained, tmp_path, capsys):
     assert "did you mean fp16" in one_line_error(capsys, [*base, "--precisions", "fp61"])
     missing = ["deploy", str(checkpoint), "--data", str(tmp_path / "none")]
     assert "no such directory" in one_line_error(capsys, missing)
+    # refused before any export: these once ran the matrix first (~1 to 10 minutes)
+    assert ">= 0" in one_line_error(capsys, [*base, "--max-drop", "-1"])
+    assert "needs at least" in one_line_error(capsys, [*base, "--img-size", "8"])
+    assert not (tmp_path / "d" / "artifacts").exists() or not any(
+        (tmp_path / "d" / "artifacts").iterdir()
+    )
 
 
 def test_eval_of_a_file_that_is_no_artifact(tmp_path, capsys):

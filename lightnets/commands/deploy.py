@@ -89,7 +89,7 @@ DEFAULT_RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert", "ncnn")
 
 def main(argv: list[str] | None = None) -> int:
     from lightnets.checkpoints import load_checkpoint
-    from lightnets.deploy import matrix, reparameterize
+    from lightnets.deploy import matrix, reparameterize, targets
     from lightnets.errors import ConfigError
     from lightnets.files import check_writable
     from lightnets.tables import render
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.model).exists():  # a run dir or weights file in place of the name
         checkpoint, name = args.model, None
     loaded = load_checkpoint(checkpoint, name, prefer_ema=not args.no_ema, img_size=args.img_size)
+    targets.check_input_size(loaded)  # before a minute of exports
     out = Path(args.output or "deploy")
     (out / "artifacts").mkdir(parents=True, exist_ok=True)
     check_writable(out / "deploy.json", "-o")
@@ -159,6 +160,7 @@ def _checked_choices(args) -> tuple[list[str], list[str], list[str]]:
     before anything is loaded."""
     from lightnets.deploy import targets
     from lightnets.deploy.quant_graph import parse_keep_float
+    from lightnets.errors import ConfigError
 
     runtimes = args.runtimes or list(DEFAULT_RUNTIMES)
     for runtime in runtimes:
@@ -167,6 +169,8 @@ def _checked_choices(args) -> tuple[list[str], list[str], list[str]]:
     for precision in precisions:
         targets.check_precision_name(precision)
     keep_float = parse_keep_float(args.keep_float)
+    if args.max_drop < 0:
+        raise ConfigError(f"--max-drop {args.max_drop}: a drop of top-1 points is >= 0")
     if not Path(args.data).is_dir():
         raise FileNotFoundError(f"--data {args.data}: no such directory")
     return runtimes, precisions, keep_float

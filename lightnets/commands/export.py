@@ -104,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import lightnets
     from lightnets.checkpoints import load_checkpoint
     from lightnets.deploy import targets
     from lightnets.errors import ConfigError
@@ -131,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_checkpoint(
         args.checkpoint, args.model, prefer_ema=not args.no_ema, img_size=args.img_size
     )
-    size = loaded.preprocessing.img_size
-    min_input = getattr(loaded.model, "min_input", lightnets.model_card(loaded.name).min_input)
-    if size < min_input:
-        raise ConfigError(f"--img-size {size}: {loaded.name} needs at least {min_input} px")
+    size = targets.check_input_size(loaded)
     calibration = None
     if args.precision == "int8":
         calibration = _calibration(args, loaded)
@@ -156,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         metadata = targets.artifact_metadata(
             loaded, args.runtime, "fp32", reparameterized=args.reparameterize
         )
-        metadata["verification"] = {"precision": "fp32", "relative_error": error}
+        metadata["verification"] = {
+            "precision": "fp32",
+            "relative_error": error,
+            **targets.verified_on(args.runtime),
+        }
         metadata["files"] = [path.name]
         targets.write_sidecar(path, metadata)
         check = f"relative error {error:.1e} <= {args.rtol or 1e-4:.0e} vs PyTorch"
@@ -177,11 +177,15 @@ def main(argv: list[str] | None = None) -> int:
             print("kept in float: " + (", ".join(f"{k} {n}" for k, n in kept.items()) or "-"))
         from lightnets.deploy.targets import Verification
 
-        check = Verification(**metadata["verification"]).summary()
+        fields = Verification.__dataclass_fields__
+        check = Verification(
+            **{k: v for k, v in metadata["verification"].items() if k in fields}
+        ).summary()
     size_mb = sum(p.stat().st_size for p in targets.artifact_files(path)) / 1e6
     print(
         f"wrote {path} ({size_mb:.1f} MB, {args.runtime} {args.precision}, input (N, "
-        f"{loaded.in_chans}, {size}, {size})) and {targets.sidecar_path(path).name}; {check}"
+        f"{loaded.in_chans}, {size}, {size})) and {targets.sidecar_path(path).name}; {check} "
+        f"on {metadata['verification']['cpu_class']}"
     )
     return 0
 

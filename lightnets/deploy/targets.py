@@ -197,6 +197,33 @@ def is_artifact(path: str | os.PathLike) -> bool:
     )
 
 
+def check_input_size(loaded) -> int:
+    """The image size `loaded` will be exported at; ConfigError when the network cannot run it
+    (checked before any export starts)."""
+    import lightnets
+
+    size = loaded.preprocessing.img_size
+    min_input = getattr(loaded.model, "min_input", lightnets.model_card(loaded.name).min_input)
+    if size < min_input:
+        raise ConfigError(f"--img-size {size}: {loaded.name} needs at least {min_input} px")
+    return size
+
+
+def verified_on(runtime: str) -> dict:
+    """What checked an artifact: this CPU's instruction-set class and the runtime's version (int8
+    and bf16 results depend on both)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from lightnets.cpu_class import cpu_class
+
+    package = {"litert": "ai-edge-litert", "torchscript": "torch"}.get(runtime, runtime)
+    try:
+        runtime_version = version(package)
+    except PackageNotFoundError:
+        runtime_version = None
+    return {"cpu_class": cpu_class(), "runtime": runtime, "runtime_version": runtime_version}
+
+
 def artifact_metadata(loaded, runtime: str, precision: str, **extra) -> dict:
     """The sidecar / in-file metadata of an export of `loaded` (a checkpoints.LoadedModel)."""
     import lightnets
@@ -407,7 +434,7 @@ def export_verified(
             raise ConfigError(f"{err}; the rejected artifact is kept as {rejected}") from None
         raise
     move_artifact(path, final)
-    metadata["verification"] = verification.to_dict()
+    metadata["verification"] = {**verification.to_dict(), **verified_on(target.runtime)}
     metadata["files"] = [p.name for p in artifact_files(final)]
     if "companion_files" in metadata:
         metadata["companion_files"] = metadata["files"][1:]
