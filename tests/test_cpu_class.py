@@ -76,3 +76,25 @@ def test_bf16_artifact_computes_in_bf16_where_the_cpu_has_it(tmp_path):
     out = run(np.zeros((1, 3, 32, 32), np.float32))
     assert out.shape == (1, 4)
     assert run.inference_precision() == expected, cc.cpu_class()
+
+
+@needs_openvino
+def test_the_bf16_export_check_runs_the_artifact_in_bf16(tmp_path, capsys):
+    """The export check once ran a bf16 IR in f32 (its sidecar, which says bf16, is written only
+    after the check): relative error 9e-7 instead of bf16's ~1e-2."""
+    import json
+
+    import openvino as ov
+
+    from lightnets import cli
+
+    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    out = tmp_path / "m.xml"
+    argv = ["export", "mobilenet_v2_w035", "--runtime", "openvino", "--precision", "bf16"]
+    assert cli.main([*argv, "--img-size", "32", "-o", str(out)]) == 0, capsys.readouterr().err
+    check = json.loads((tmp_path / "m.xml.json").read_text())["verification"]
+    if "BF16" in capabilities and cc.onednn_computes_bf16():
+        assert check["relative_error"] > 1e-5, check
+    else:
+        assert check["relative_error"] < 1e-4, check
+    assert check["cpu_class"] == cc.cpu_class()

@@ -157,6 +157,18 @@ def export(model: nn.Module, path: Path, example: Tensor, precision: str, calibr
     return path
 
 
+def _ir_metadata(core, path: Path) -> dict:
+    """The lightnets metadata in an IR's rt_info (the file itself, so an IR checked under a
+    staging name, before its sidecar exists, runs in its own precision); {} when absent."""
+    model = core.read_model(str(path))
+    if not model.has_rt_info("lightnets"):
+        return {}
+    try:
+        return json.loads(model.get_rt_info("lightnets").astype(str))
+    except ValueError:
+        return {}
+
+
 def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
     """The IR at `path` as a function: NCHW float32 array -> logits. Compiled (LATENCY hint) for
     each new input shape; the precision hint follows the sidecar's precision."""
@@ -165,16 +177,17 @@ def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.nd
     ov = _require_openvino()
     if not Path(path).is_file():
         raise FileNotFoundError(f"no OpenVINO IR at {path}")
-    precision = (
-        read_sidecar(path).get("precision", "fp32") if sidecar_path(path).is_file() else "fp32"
-    )
+    core = ov.Core()
+    precision = _ir_metadata(core, path).get("precision")
+    if precision is None:  # an IR written by another tool: the sidecar, else fp32
+        sidecar = read_sidecar(path) if sidecar_path(path).is_file() else {}
+        precision = sidecar.get("precision", "fp32")
     config = {
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_PRECISION_HINT": inference_precision(precision)[0],
     }
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    core = ov.Core()
     compiled: dict[tuple[int, ...], tuple] = {}
     run_precision = {}  # what the CPU plugin computes in, read back from the last compiled model
 
