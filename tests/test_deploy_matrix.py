@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 import torch
 from test_quantize import CLASSES, MODEL, quick_train, save_checkpoint, write_images
@@ -221,3 +222,60 @@ def test_verify_artifact_fails_on_disagreement():
         targets.verify_artifact(wrong, model, "int8", inputs)
     with pytest.raises(ValueError, match=r"relative error .* > 1e-04"):
         targets.verify_artifact(wrong, model, "fp32", inputs)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """A verified fp32 ONNX file and OpenVINO IR of the trained model (with sidecars)."""
+    checkpoint, _ = trained
+    root = tmp_path_factory.mktemp("exported")
+    paths = {}
+    for runtime, suffix in (("onnxruntime", ".onnx"), ("openvino", ".xml")):
+        if targets.missing(targets.get_target(runtime)) is None:
+            paths[runtime] = root / f"m{suffix}"
+            argv = ["export", "--checkpoint", str(checkpoint), "--runtime", runtime]
+            assert cli.main([*argv, "-o", str(paths[runtime])]) == 0
+    return paths
+
+
+def _copy_with_sidecar(source, destination, content: bytes | None = None):
+    destination.write_bytes(source.read_bytes() if content is None else content)
+    targets.sidecar_path(destination).write_text(targets.sidecar_path(source).read_text())
+    return destination
+
+
+@pytest.mark.parametrize("damage", ["truncated onnx", "random tflite", "random pte", "no .bin"])
+def test_eval_of_a_damaged_artifact_is_one_line(damage, exported, trained, tmp_path, capsys):
+    """These were a traceback (InvalidProtobuf, not a Flatbuffer), an abort (C++ terminate, exit
+    134) and a traceback after which two data-loader workers kept the process alive."""
+    _, data = trained
+    noise = bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))
+    if damage == "truncated onnx":
+        source = exported.get("onnxruntime") or pytest.skip("pip install lightnets[onnx]")
+        path = _copy_with_sidecar(source, tmp_path / "m.onnx", source.read_bytes()[:2000])
+    elif damage == "no .bin":
+        source = exported.get("openvino") or pytest.skip("pip install lightnets[openvino]")
+        path = _copy_with_sidecar(source, tmp_path / "m.xml")  # its weights file stays behind
+    else:
+        runtime, suffix = {"random tflite": ("litert", ".tflite"),
+                           "random pte": ("executorch", ".pte")}[damage]  # fmt: skip
+        if targets.missing(targets.get_target(runtime)):
+            pytest.skip(f"pip install lightnets[{runtime}]")
+        path = tmp_path / f"m{suffix}"
+        path.write_bytes(noise)
+        sidecar = json.loads(targets.sidecar_path(exported["onnxruntime"]).read_text())
+        targets.write_sidecar(path, {**sidecar, "runtime": runtime})
+    err = one_line_error(capsys, ["eval", "--model", str(path), "--data", str(data)])
+    assert str(path) in err
+
+
+@needs_ort
+def test_eval_refuses_a_sidecar_whose_classes_are_reordered(exported, trained, tmp_path, capsys):
+    """Another order of the same classes once scored silently (9.70% instead of 19.60%)."""
+    _, data = trained
+    path = _copy_with_sidecar(exported["onnxruntime"], tmp_path / "m.onnx")
+    sidecar = json.loads(targets.sidecar_path(path).read_text())
+    sidecar["class_names"] = sidecar["class_names"][::-1]
+    targets.write_sidecar(path, sidecar)
+    err = one_line_error(capsys, ["eval", "--model", str(path), "--data", str(data)])
+    assert "the artifact itself" in err

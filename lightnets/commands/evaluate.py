@@ -190,6 +190,16 @@ def _eval_artifact(args) -> int:
                 f"--model {path} has {len(class_names)} classes, --checkpoint {args.checkpoint} "
                 f"{len(loaded.class_names)}: they are not the same model"
             )
+    # loaded (and run once) before any data-loader worker starts, so a bad file is one line
+    shape = (meta.get("batch") or 1, in_chans, pre.img_size, pre.img_size)
+    run = targets.load_artifact(target, path, shape, args.threads)
+    module = targets.ArtifactModule(run, meta.get("batch"))
+    inside = targets.embedded_metadata(path, target.runtime)
+    if "class_names" in inside and list(inside["class_names"]) != class_names:
+        raise CheckpointError(
+            f"--model {path}: its sidecar lists the classes {class_names}, the artifact itself "
+            f"{list(inside['class_names'])}; re-export it, or restore the sidecar"
+        )
     cfg = TrainConfig.from_dict({}, "defaults")
     cfg = dataclasses.replace(cfg, model=meta["model_name"], in_chans=in_chans, pretrained=None)
     dataset, skipped = eval_dataset(cfg, args.data, class_names, pre, args.strict)
@@ -198,7 +208,6 @@ def _eval_artifact(args) -> int:
     )
     mean = torch.tensor(pre.mean).view(1, -1, 1, 1)
     std = torch.tensor(pre.std).view(1, -1, 1, 1)
-    module = targets.ArtifactModule(target.load(path, args.threads), meta.get("batch"))
     common = dict(device="cpu", mean=mean, std=std, num_classes=len(class_names))
     res = evaluate(module, loader, **common)
     skipped = skipped + res.pop("skipped")
@@ -249,7 +258,7 @@ def _artifact_metadata(path: Path) -> dict:
     else:
         from lightnets.deploy.onnx import read_metadata
 
-        meta = {k: _json_or_text(v) for k, v in read_metadata(path).items()}
+        meta = {k: targets.json_or_text(v) for k, v in read_metadata(path).items()}
         if "input_size" in meta:
             meta["in_chans"], meta["img_size"] = meta["input_size"][0], meta["input_size"][1]
     missing = [
@@ -260,10 +269,3 @@ def _artifact_metadata(path: Path) -> dict:
     if missing:
         raise ConfigError(f"--model {path}: its metadata lacks {', '.join(missing)}")
     return meta
-
-
-def _json_or_text(value: str):
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value

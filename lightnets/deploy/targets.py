@@ -482,6 +482,56 @@ def _verify_export(loaded, target, path, name, precision, calibration, metadata,
     return verification
 
 
+# leading bytes by which a runtime's file is recognised before its runtime reads it: ExecuTorch
+# aborts the process (C++ terminate) on a file that is not a program, so it is never handed one
+FILE_IDENTIFIERS = {"executorch": (4, b"ET"), "litert": (4, b"TFL")}
+
+
+def load_artifact(target: Target, path: Path, shape: tuple[int, ...], threads: int | None = None):
+    """`target.load(path)`, run once on zeros of `shape` (a runtime that compiles lazily fails
+    here, not in the middle of an evaluation); ConfigError naming the file when it cannot."""
+    path = Path(path)
+    offset, magic = FILE_IDENTIFIERS.get(target.runtime, (0, b""))
+    with open(path, "rb") as file:
+        head = file.read(offset + len(magic))
+    if head[offset:] != magic:
+        raise ConfigError(f"{path}: not a {target.runtime} file (no {magic.decode()} identifier)")
+    try:
+        run = target.load(path, threads)
+        run(np.zeros(shape, np.float32))
+    except (ConfigError, MissingDependencyError):
+        raise
+    except Exception as err:  # each runtime raises its own types for a corrupt file
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ConfigError(f"{path}: {target.runtime} cannot run it ({reason})") from None
+    return run
+
+
+def embedded_metadata(path: Path, runtime: str) -> dict:
+    """The metadata a format keeps inside the file (ONNX metadata_props, OpenVINO rt_info); {}
+    for formats without room for it."""
+    if runtime == "onnxruntime":
+        from lightnets.deploy.onnx import read_metadata
+
+        raw = read_metadata(path)
+        return {k: json_or_text(v) for k, v in raw.items()}
+    if runtime == "openvino":
+        import openvino
+
+        from lightnets.deploy.openvino import _ir_metadata
+
+        return _ir_metadata(openvino.Core(), path)
+    return {}
+
+
+def json_or_text(value: str):
+    """A metadata value: JSON where it parses, else the text itself."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
 class ArtifactModule(nn.Module):
     """An artifact's load() function as a module (torch batch in, logits out), so that code
     written for PyTorch models (lightnets.train.evaluate) runs it unchanged."""
