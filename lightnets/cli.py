@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "predict": "classify images with a checkpoint",
     "export": "export to ONNX/TorchScript and verify with a runtime",
     "deploy": "fastest runtime x precision within an accuracy budget, measured",
+    "verify": "re-run an artifact's reference set on this machine's CPU and runtime",
     "inspect": "look inside a network: kernels, frequencies, features",
     "compare": "train models x seeds on your data (Ray Tune) and compare them within noise",
     "study": "run a paper's ablation on your data and judge its claims",

@@ -279,3 +279,73 @@ def test_eval_refuses_a_sidecar_whose_classes_are_reordered(exported, trained, t
     targets.write_sidecar(path, sidecar)
     err = one_line_error(capsys, ["eval", "--model", str(path), "--data", str(data)])
     assert "the artifact itself" in err
+
+
+# ------------------------------------------------------------------ lightnets verify
+
+
+@needs_ort
+def test_verify_reruns_the_reference_set(trained, exported, tmp_path, capsys):
+    from lightnets.cpu_class import cpu_class
+
+    checkpoint, _ = trained
+    int8 = tmp_path / "q.onnx"
+    argv = ["export", "--checkpoint", str(checkpoint), "--precision", "int8", "-o", str(int8)]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    assert cli.main(["verify", str(exported["onnxruntime"]), str(int8), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["passed"] for r in rows] == [True, True]
+    assert rows[0]["relative_error"] < 1e-4 and rows[1]["agreement"] >= 0.9
+    assert rows[1]["cpu_class"] == rows[1]["verified_on"] == cpu_class()
+    assert rows[1]["images"] == 16
+
+
+@needs_ort
+def test_verify_fails_when_the_artifact_computes_differently(exported, tmp_path, capsys):
+    """A reference set whose logits are not the artifact's: exit 1, 'DIFFERS'."""
+    from lightnets.deploy import reference
+
+    path = _copy_with_sidecar(exported["onnxruntime"], tmp_path / "m.onnx")
+    metadata = json.loads(targets.sidecar_path(path).read_text())
+    inputs, logits = reference.read_reference(exported["onnxruntime"], metadata)
+    reference.write_reference(path, metadata, inputs, logits[:, ::-1] * 3)
+    assert cli.main(["verify", str(path)]) == 1
+    assert capsys.readouterr().out.startswith("DIFFERS")
+
+
+@needs_ort
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncated", "changed since it was exported"),
+        ("no sidecar", "no m.onnx.json beside it"),
+        ("edited sidecar", "sidecar was edited"),
+        ("another model's reference", "belongs to another artifact"),
+        ("no reference", "no reference set"),
+        ("not installed", "pip install lightnets[onnx]"),
+    ],
+)
+def test_verify_bad_input_is_one_line(damage, message, exported, tmp_path, capsys, monkeypatch):
+    source = exported["onnxruntime"]
+    path = _copy_with_sidecar(source, tmp_path / "m.onnx")
+    ref = tmp_path / "m.onnx.ref.npz"
+    ref.write_bytes((source.parent / "m.onnx.ref.npz").read_bytes())
+    sidecar = targets.sidecar_path(path)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:2000])
+    elif damage == "no sidecar":
+        sidecar.unlink()
+    elif damage == "edited sidecar":
+        meta = json.loads(sidecar.read_text())
+        sidecar.write_text(json.dumps({**meta, "class_names": meta["class_names"][::-1]}))
+    elif damage == "another model's reference":
+        other = exported.get("openvino") or pytest.skip("pip install lightnets[openvino]")
+        ref.write_bytes((other.parent / "m.xml.ref.npz").read_bytes())
+    elif damage == "no reference":
+        ref.unlink()
+    else:
+        monkeypatch.setattr(targets, "missing_packages", lambda t: list(t.packages))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert message in one_line_error(capsys, ["verify", str(path)])
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -163,6 +163,7 @@ def _eval_artifact(args) -> int:
     import torch
 
     from lightnets.checkpoints import Preprocessing, load_checkpoint
+    from lightnets.cpu_class import cpu_class
     from lightnets.deploy import targets
     from lightnets.errors import CheckpointError, ConfigError
     from lightnets.train import data as data_mod
@@ -193,6 +194,13 @@ def _eval_artifact(args) -> int:
     # loaded (and run once) before any data-loader worker starts, so a bad file is one line
     shape = (meta.get("batch") or 1, in_chans, pre.img_size, pre.img_size)
     run = targets.load_artifact(target, path, shape, args.threads)
+    verified_on, here = meta.get("verification", {}).get("cpu_class"), cpu_class()
+    if verified_on and verified_on != here:
+        print(
+            f"note: {path.name} was verified on {verified_on}, this CPU is {here}: int8/bf16 "
+            f"kernels differ between them; `lightnets verify {path}` checks it here",
+            file=sys.stderr,
+        )
     module = targets.ArtifactModule(run, meta.get("batch"))
     inside = targets.embedded_metadata(path, target.runtime)
     if "class_names" in inside and list(inside["class_names"]) != class_names:

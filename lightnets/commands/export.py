@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import torch
+
     from lightnets.checkpoints import load_checkpoint
     from lightnets.deploy import targets
     from lightnets.errors import ConfigError
@@ -158,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             **targets.verified_on(args.runtime),
         }
         metadata["files"] = [path.name]
-        targets.write_sidecar(path, metadata)
+        limits = {"rtol": args.rtol or 1e-4}
+        size = loaded.preprocessing.img_size
+        inputs = [torch.randn(b, loaded.in_chans, size, size) for b in (1, 3)]
+        targets.attach_reference(loaded, path, metadata, inputs, limits)
         check = f"relative error {error:.1e} <= {args.rtol or 1e-4:.0e} vs PyTorch"
     else:
         metadata = targets.export_verified(

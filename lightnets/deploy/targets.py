@@ -438,8 +438,38 @@ def export_verified(
     metadata["files"] = [p.name for p in artifact_files(final)]
     if "companion_files" in metadata:
         metadata["companion_files"] = metadata["files"][1:]
-    write_sidecar(final, metadata)
+    limits = (
+        {"min_agreement": min_agreement, "min_cosine": min_cosine}
+        if precision == "int8"
+        else {"rtol": FLOAT_RTOL[precision] if rtol is None else rtol}
+    )
+    inputs = list(calibration) if precision == "int8" else _float_inputs(loaded)
+    attach_reference(loaded, final, metadata, inputs, limits)
     return metadata
+
+
+def attach_reference(loaded, artifact: Path, metadata: dict, inputs, limits: dict) -> None:
+    """Store the reference set beside `artifact` (lightnets.deploy.reference) and write the
+    sidecar that names it; `metadata` must be otherwise final."""
+    from lightnets.deploy.reference import IMAGES, reference_path, write_reference
+
+    x = torch.cat(list(inputs))[:IMAGES]
+    with torch.no_grad():
+        logits = loaded.model.eval()(x).float()
+    metadata["reference"] = {
+        "file": reference_path(artifact).name,
+        "images": x.shape[0],
+        "limits": limits,
+    }
+    write_reference(artifact, metadata, x.numpy(), logits.numpy())
+    write_sidecar(artifact, metadata)
+
+
+def _float_inputs(loaded) -> list[Tensor]:
+    """The random batches (1 and 3 images) float artifacts are checked on."""
+    size = loaded.preprocessing.img_size
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(b, loaded.in_chans, size, size, generator=g) for b in (1, 3)]
 
 
 def staged(path: Path, target: Target, tag: str) -> Path:
@@ -460,13 +490,8 @@ def move_artifact(source: Path, destination: Path) -> None:
 
 def _verify_export(loaded, target, path, name, precision, calibration, metadata, rtol,
                    min_agreement, min_cosine) -> Verification:  # fmt: skip
-    size = loaded.preprocessing.img_size
     run = target.load(path)
-    if precision == "int8":
-        inputs = list(calibration)
-    else:
-        g = torch.Generator().manual_seed(1)
-        inputs = [torch.randn(b, loaded.in_chans, size, size, generator=g) for b in (1, 3)]
+    inputs = list(calibration) if precision == "int8" else _float_inputs(loaded)
     verification = verify_artifact(
         run,
         loaded.model,
