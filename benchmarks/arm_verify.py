@@ -461,7 +461,9 @@ def stage_artifact(path: Path, cache: Path) -> str:
 
 
 def has_verify() -> bool:
-    return (REPO / "lightnets" / "commands" / "verify.py").is_file()
+    """`lightnets verify` runs under emulation only once it imports without torch (it does not
+    yet: the runtimes' loaders live in modules that import torch); the smoke check stands in."""
+    return os.environ.get("LIGHTNETS_ARM_VERIFY") == "1"
 
 
 def verify(path: Path, runtime: str, env: dict, cache: Path, cpu: str, row: dict) -> dict:
@@ -484,7 +486,7 @@ def verify(path: Path, runtime: str, env: dict, cache: Path, cpu: str, row: dict
         "arm_agreement": pick("agreement", "top1_agreement"),
         "arm_cosine": pick("cosine", "logit_cosine"),
         "arm_cpu": pick("cpu", "cpu_class", "machine") or row["arm_cpu"],
-        "export_cpu": pick("export_cpu", "exported_on", "reference_cpu"),
+        "export_cpu": pick("verified_on", "export_cpu"),
         "status": f"{status} (exit {done.returncode})",
     }
 
