@@ -98,3 +98,37 @@ def test_the_bf16_export_check_runs_the_artifact_in_bf16(tmp_path, capsys):
     else:
         assert check["relative_error"] < 1e-4, check
     assert check["cpu_class"] == cc.cpu_class()
+
+
+# oneDNN's names for the x86 classes below this CPU's, and the cpuinfo flags each needs
+ONEDNN_LEVELS = {
+    "AVX2": {"avx2", "fma"},
+    "AVX512_CORE": {"avx512f", "avx512bw", "avx512vl"},
+    "AVX512_CORE_VNNI": {"avx512f", "avx512_vnni"},
+    "AVX512_CORE_BF16": {"avx512f", "avx512_vnni", "avx512_bf16"},
+    "AVX512_CORE_AMX": {"amx_tile", "amx_int8", "amx_bf16"},
+}
+OPENVINO_TESTS = [
+    "tests/test_cpu_class.py::test_bf16_artifact_computes_in_bf16_where_the_cpu_has_it",
+    "tests/test_cpu_class.py::test_the_bf16_export_check_runs_the_artifact_in_bf16",
+    "tests/test_quantize.py::test_openvino_int8_export_runs_and_agrees",
+    "tests/test_deploy.py::test_openvino_runs_the_reparameterized_export",
+]
+
+
+@pytest.mark.slow
+@needs_openvino
+@pytest.mark.parametrize("level", sorted(ONEDNN_LEVELS))
+def test_openvino_tests_pass_at_each_cpu_class_this_cpu_has(level):
+    """OpenVINO's CPU plugin honours ONEDNN_MAX_CPU_ISA: an AMX machine also checks its AVX2 and
+    AVX-512 paths, the way an artifact verified here will run on a smaller server."""
+    import os
+    import subprocess
+    import sys
+
+    if not ONEDNN_LEVELS[level] <= cc.cpu_flags():
+        pytest.skip(f"this CPU ({cc.cpu_class()}) has no {level}")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": level}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *OPENVINO_TESTS]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
