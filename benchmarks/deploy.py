@@ -36,8 +36,9 @@ from torch.utils import benchmark
 
 import lightnets
 from lightnets.deploy import export_onnx, reparameterize
+from lightnets.deploy.checks import relative_error
 from lightnets.deploy.layout import align_channels
-from lightnets.deploy.onnx import ort_session, relative_error
+from lightnets.deploy.loaders import ort_session
 from lightnets.profiling import cpu_model, wait_for_idle_cpu
 
 MODELS = ("mixnet_s", "mixnet_m", "mixnet_l", "mobilenet_v2_w100", "mobilenet_v3_large_w100")

@@ -2,7 +2,7 @@
 were tried to make MixNet's int8 fast, timed in one process with interleaved rounds.
 
 Trains nothing. Takes a checkpoint (or random weights with randomised BN statistics), exports each
-cell through lightnets.deploy.targets.export_verified (the path `lightnets export` takes), times
+cell through lightnets.deploy.artifacts.export_verified (the path `lightnets export` takes), times
 batch 1 (min and median over rounds, every cell once per round, each started on an idle CPU with
 --wait-idle) and images/s at --batch, and, with --data, the top-1 of every artifact against the
 PyTorch model. Rows "ORT int8 ..." are mixed-precision / quantizer-option variants of ORT int8
@@ -31,7 +31,7 @@ from deploy import randomize_norms  # noqa: E402
 
 import lightnets  # noqa: E402
 from lightnets.checkpoints import load_checkpoint  # noqa: E402
-from lightnets.deploy import matrix, reparameterize, targets  # noqa: E402
+from lightnets.deploy import artifacts, checks, matrix, reparameterize, targets  # noqa: E402
 from lightnets.deploy.quantize import calibration_batches, calibration_files  # noqa: E402
 from lightnets.tables import Column, render  # noqa: E402
 
@@ -83,7 +83,7 @@ def build_cells(loaded, labels, calibration, workdir: Path, strict: bool) -> lis
         path = workdir / f"{label.replace(' ', '_').replace(',', '+')}{target.suffix}"
         print(f"exporting {label}", file=sys.stderr, flush=True)
         try:
-            cell.metadata = targets.export_verified(
+            cell.metadata = artifacts.export_verified(
                 loaded, runtime, precision, path, deployed=deployed,
                 calibration=calibration if precision == "int8" else None, keep_float=keep,
                 quantize=options or None, min_agreement=0.9 if strict else 0.0,
@@ -99,7 +99,8 @@ def timm_cell(name: str, size: int, workdir: Path, onnx_file: str | None) -> mat
     """timm's own model of the same name as ONNX fp32 in ORT: `onnx_file` when given (timm needs
     torchvision, which cannot be installed beside a local CPU torch: export it from another
     environment), else exported here if timm imports."""
-    from lightnets.deploy.onnx import load, write_onnx
+    from lightnets.deploy.loaders import load_onnx as load
+    from lightnets.deploy.onnx import write_onnx
 
     card = lightnets.model_card(name)
     if onnx_file:
@@ -220,7 +221,7 @@ def _top1s(loaded, data, cells) -> float:
     std = torch.tensor(pre.std).view(1, -1, 1, 1)
     for cell in cells:
         module = (loaded.model if cell.runtime == "pytorch" else
-                  targets.ArtifactModule(cell.run, (cell.metadata or {}).get("batch")))  # fmt: skip
+                  checks.ArtifactModule(cell.run, (cell.metadata or {}).get("batch")))  # fmt: skip
         res = evaluate(module, loader, device="cpu", mean=mean, std=std,
                        num_classes=len(loaded.class_names))  # fmt: skip
         cell.top1, cell.top5 = res["top1"], res["top5"]

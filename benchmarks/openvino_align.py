@@ -22,7 +22,8 @@ import torch
 import lightnets
 from lightnets.cpu_class import cpu_class
 from lightnets.deploy import openvino as ovd
-from lightnets.deploy import reparameterize, targets
+from lightnets.deploy import reparameterize, sidecar
+from lightnets.deploy.loaders import load_openvino
 
 
 def main() -> None:
@@ -44,8 +45,8 @@ def main() -> None:
             path = Path(tmp) / f"{name}.xml"
             meta = {"precision": "int8", "quantize": {"align": align}}
             ovd.export(model, path, example, "int8", calibration, meta)
-            targets.write_sidecar(path, {"runtime": "openvino", "precision": "int8"})
-            runs[name] = ovd.load(path, args.threads)
+            sidecar.write_sidecar(path, {"runtime": "openvino", "precision": "int8"})
+            runs[name] = load_openvino(path, args.threads)
         x = np.random.default_rng(0).standard_normal((1, 3, args.size, args.size), np.float32)
         times = {name: [] for name in runs}
         for run in runs.values():

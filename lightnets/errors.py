@@ -29,3 +29,17 @@ class CheckpointError(LightnetsError, ValueError):
 
 class MissingDependencyError(LightnetsError, ImportError):
     """An optional package is not installed; the message says which extra installs it."""
+
+
+def import_optional(module: str, extra: str, needed_by: str):
+    """`module`, imported; MissingDependencyError with the pip command that installs it when it is
+    not there. The one place that words a missing optional package."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        missing = (err.name or module).split(".")[0].replace("_", "-")
+        raise MissingDependencyError(
+            f"{needed_by} needs {missing}: pip install lightnets[{extra}]"
+        ) from None

@@ -130,11 +130,11 @@ def test_export_uses_the_runs_size_and_classes(run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "m.onnx"
     assert cli.main(["export", "--checkpoint", str(run), "-o", str(out)]) == 0, capsys.readouterr()
-    from lightnets.deploy.onnx import read_metadata
+    from lightnets.deploy.loaders import read_onnx_metadata as read_metadata
 
     meta = read_metadata(out)
     assert json.loads(meta["class_names"]) == list(CLASSES)
-    assert json.loads(meta["input_size"]) == [3, 32, 32]
+    assert (meta["img_size"], meta["in_chans"]) == ("32", "3")
 
 
 def test_old_flag_spellings_still_work_with_a_note(run, tmp_path, capsys):

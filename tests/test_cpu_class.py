@@ -8,6 +8,7 @@ import torch
 
 import lightnets
 from lightnets import cpu_class as cc
+from lightnets.deploy import targets
 
 needs_openvino = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None, reason="pip install lightnets[openvino]"
@@ -46,7 +47,7 @@ def test_cpu_class_names_a_onednn_cap(monkeypatch):
 
 @needs_openvino
 def test_a_cpu_reporting_bf16_gets_bf16(monkeypatch):
-    from lightnets.deploy.openvino import inference_precision
+    from lightnets.deploy.loaders import inference_precision
 
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     capabilities = ["BF16", "WINOGRAD", "FP32", "FP16", "INT8", "BIN", "EXPORT_IMPORT"]
@@ -64,15 +65,15 @@ def test_bf16_artifact_computes_in_bf16_where_the_cpu_has_it(tmp_path):
     import openvino as ov
 
     from lightnets.deploy import openvino as ovd
-    from lightnets.deploy import targets
+    from lightnets.deploy import sidecar
 
     capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     expected = "bf16" if "BF16" in capabilities and cc.onednn_computes_bf16() else "f32"
     model = lightnets.create_model("mobilenet_v2_w035", num_classes=4).eval()
     path = tmp_path / "m.xml"
     ovd.export(model, path, torch.randn(2, 3, 32, 32), "bf16", None, {"precision": "bf16"})
-    targets.write_sidecar(path, {"runtime": "openvino", "precision": "bf16"})
-    run = ovd.load(path)
+    sidecar.write_sidecar(path, {"runtime": "openvino", "precision": "bf16"})
+    run = targets.get_target("openvino").load(path)
     out = run(np.zeros((1, 3, 32, 32), np.float32))
     assert out.shape == (1, 4)
     assert run.inference_precision() == expected, cc.cpu_class()

@@ -18,7 +18,7 @@ import lightnets
 from lightnets.blocks import InvertedResidual
 from lightnets.cli import main as cli
 from lightnets.deploy import reparameterize
-from lightnets.deploy.onnx import relative_error
+from lightnets.deploy.checks import relative_error
 from lightnets.layers import ConvNormAct, MixConv2d
 from lightnets.registry import model_builder
 
@@ -362,7 +362,7 @@ def test_export_cli_writes_verified_onnx_with_preprocessing(tmp_path, capsys):
     card = lightnets.model_card("mixnet_s")
     assert json.loads(meta["class_names"]) == ["cat", "dog", "eel"]
     assert json.loads(meta["mean"]) == list(card.mean) and json.loads(meta["std"]) == list(card.std)
-    assert json.loads(meta["input_size"]) == [3, 64, 64]
+    assert (meta["img_size"], meta["in_chans"]) == ("64", "3")
     assert meta["model_name"] == "mixnet_s" and meta["reparameterized"] == "true"
     import onnxruntime
 
@@ -487,7 +487,7 @@ def test_profile_reparameterize_and_runtimes(runtime, capsys):
 
 @pytest.mark.parametrize("runtime", ["eager", "onnxruntime", "openvino"])
 def test_runtime_runners_compute_the_model(runtime, tmp_path):
-    from lightnets.deploy.runtimes import check_runtime, make_runner
+    from lightnets.deploy.artifacts import check_runtime, make_runner
 
     try:
         check_runtime(runtime)
@@ -505,12 +505,12 @@ def test_runtime_runners_compute_the_model(runtime, tmp_path):
 
 def test_openvino_runner_refuses_a_graph_that_differs(monkeypatch, tmp_path):
     pytest.importorskip("openvino")
-    from lightnets.deploy import runtimes
+    from lightnets.deploy import artifacts
 
-    monkeypatch.setattr(runtimes, "relative_error", lambda actual, expected: 1.0)
+    monkeypatch.setattr(artifacts, "relative_error", lambda actual, expected: 1.0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3)).eval()
-    with pytest.raises(ValueError, match="OpenVINO output differs"):
-        runtimes.make_runner("openvino", model, torch.randn(1, 3, 8, 8), 1, tmp_path)
+    with pytest.raises(ValueError, match="openvino output differs"):
+        artifacts.make_runner("openvino", model, torch.randn(1, 3, 8, 8), 1, tmp_path)
 
 
 @pytest.mark.parametrize("runtime, suffix, precision", [("onnxruntime", ".onnx", "fp16"),

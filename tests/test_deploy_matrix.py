@@ -13,7 +13,7 @@ from test_quantize import CLASSES, MODEL, quick_train, save_checkpoint, write_im
 
 import lightnets
 from lightnets import cli
-from lightnets.deploy import targets
+from lightnets.deploy import checks, sidecar, targets
 
 needs_ort = pytest.mark.skipif(
     importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed"
@@ -116,7 +116,7 @@ def test_deploy_reports_a_runtime_that_is_not_installed_as_a_row(
     monkeypatch.setattr(
         targets,
         "missing_packages",
-        lambda t: ["openvino"] if t.runtime == "openvino" else real(t),
+        lambda t, to_run=False: ["openvino"] if t.runtime == "openvino" else real(t, to_run),
     )
     out = tmp_path / "deploy"
     argv = ["deploy", str(checkpoint), "--data", str(data), "--runtimes", "openvino,torchscript",
@@ -164,7 +164,7 @@ def test_int8_needs_calibration_images(trained, tmp_path, capsys):
 
 
 def test_runtime_not_installed_is_one_line(trained, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(targets, "missing_packages", lambda t: list(t.packages))
+    monkeypatch.setattr(targets, "missing_packages", lambda t, to_run=False: list(t.packages))
     argv = ["export", MODEL, "--runtime", "openvino", "-o", str(tmp_path / "m.xml")]
     err = one_line_error(capsys, argv)
     assert "openvino needs openvino: pip install lightnets[openvino]" in err
@@ -200,8 +200,8 @@ def test_artifact_suffixes_and_sidecars(tmp_path):
         targets.target_for_artifact(tmp_path / "m.bin")
     path = tmp_path / "m.tflite"
     path.write_bytes(b"")
-    targets.write_sidecar(path, {"runtime": "litert", "precision": "int8"})
-    assert targets.read_sidecar(path)["precision"] == "int8"
+    sidecar.write_sidecar(path, {"runtime": "litert", "precision": "int8"})
+    assert sidecar.read_sidecar(path)["precision"] == "int8"
     assert targets.is_artifact(path) and targets.target_for_artifact(path).runtime == "litert"
     assert targets.missing(targets.get_target("torchscript")) is None
     # one row per registered runtime, each with a module and precisions it claims
@@ -219,9 +219,9 @@ def test_verify_artifact_fails_on_disagreement():
         return -model(torch.from_numpy(x)).detach().numpy()
 
     with pytest.raises(ValueError, match="strays from fp32"):
-        targets.verify_artifact(wrong, model, "int8", inputs)
+        checks.verify_artifact(wrong, model, "int8", inputs)
     with pytest.raises(ValueError, match=r"relative error .* > 1e-04"):
-        targets.verify_artifact(wrong, model, "fp32", inputs)
+        checks.verify_artifact(wrong, model, "fp32", inputs)
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +240,7 @@ def exported(trained, tmp_path_factory):
 
 def _copy_with_sidecar(source, destination, content: bytes | None = None):
     destination.write_bytes(source.read_bytes() if content is None else content)
-    targets.sidecar_path(destination).write_text(targets.sidecar_path(source).read_text())
+    sidecar.sidecar_path(destination).write_text(sidecar.sidecar_path(source).read_text())
     return destination
 
 
@@ -263,8 +263,8 @@ def test_eval_of_a_damaged_artifact_is_one_line(damage, exported, trained, tmp_p
             pytest.skip(f"pip install lightnets[{runtime}]")
         path = tmp_path / f"m{suffix}"
         path.write_bytes(noise)
-        sidecar = json.loads(targets.sidecar_path(exported["onnxruntime"]).read_text())
-        targets.write_sidecar(path, {**sidecar, "runtime": runtime})
+        metadata = json.loads(sidecar.sidecar_path(exported["onnxruntime"]).read_text())
+        sidecar.write_sidecar(path, {**metadata, "runtime": runtime})
     err = one_line_error(capsys, ["eval", "--model", str(path), "--data", str(data)])
     assert str(path) in err
 
@@ -274,9 +274,9 @@ def test_eval_refuses_a_sidecar_whose_classes_are_reordered(exported, trained, t
     """Another order of the same classes once scored silently (9.70% instead of 19.60%)."""
     _, data = trained
     path = _copy_with_sidecar(exported["onnxruntime"], tmp_path / "m.onnx")
-    sidecar = json.loads(targets.sidecar_path(path).read_text())
-    sidecar["class_names"] = sidecar["class_names"][::-1]
-    targets.write_sidecar(path, sidecar)
+    metadata = json.loads(sidecar.sidecar_path(path).read_text())
+    metadata["class_names"] = metadata["class_names"][::-1]
+    sidecar.write_sidecar(path, metadata)
     err = one_line_error(capsys, ["eval", "--model", str(path), "--data", str(data)])
     assert "the artifact itself" in err
 
@@ -302,12 +302,26 @@ def test_verify_reruns_the_reference_set(trained, exported, tmp_path, capsys):
 
 
 @needs_ort
+def test_verify_runs_without_torch(exported):
+    """On a board or phone image only numpy and the runtime are installed: `lightnets verify`
+    must not import torch (here it is made unimportable in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    block = "import sys; sys.modules['torch'] = None; from lightnets.cli import main; "
+    code = block + f"sys.exit(main(['verify', {str(exported['onnxruntime'])!r}]))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ok ") and "relative error" in done.stdout
+
+
+@needs_ort
 def test_verify_fails_when_the_artifact_computes_differently(exported, tmp_path, capsys):
     """A reference set whose logits are not the artifact's: exit 1, 'DIFFERS'."""
     from lightnets.deploy import reference
 
     path = _copy_with_sidecar(exported["onnxruntime"], tmp_path / "m.onnx")
-    metadata = json.loads(targets.sidecar_path(path).read_text())
+    metadata = json.loads(sidecar.sidecar_path(path).read_text())
     inputs, logits = reference.read_reference(exported["onnxruntime"], metadata)
     reference.write_reference(path, metadata, inputs, logits[:, ::-1] * 3)
     assert cli.main(["verify", str(path)]) == 1
@@ -331,21 +345,21 @@ def test_verify_bad_input_is_one_line(damage, message, exported, tmp_path, capsy
     path = _copy_with_sidecar(source, tmp_path / "m.onnx")
     ref = tmp_path / "m.onnx.ref.npz"
     ref.write_bytes((source.parent / "m.onnx.ref.npz").read_bytes())
-    sidecar = targets.sidecar_path(path)
+    side = sidecar.sidecar_path(path)
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:2000])
     elif damage == "no sidecar":
-        sidecar.unlink()
+        side.unlink()
     elif damage == "edited sidecar":
-        meta = json.loads(sidecar.read_text())
-        sidecar.write_text(json.dumps({**meta, "class_names": meta["class_names"][::-1]}))
+        meta = json.loads(side.read_text())
+        side.write_text(json.dumps({**meta, "class_names": meta["class_names"][::-1]}))
     elif damage == "another model's reference":
         other = exported.get("openvino") or pytest.skip("pip install lightnets[openvino]")
         ref.write_bytes((other.parent / "m.xml.ref.npz").read_bytes())
     elif damage == "no reference":
         ref.unlink()
     else:
-        monkeypatch.setattr(targets, "missing_packages", lambda t: list(t.packages))
+        monkeypatch.setattr(targets, "missing_packages", lambda t, to_run=False: list(t.packages))
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert message in one_line_error(capsys, ["verify", str(path)])
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -5,13 +5,14 @@ Conversions take 5-150 s each on 2 shared cores (ExecuTorch int8 lowering is the
 every test that converts is `slow`; the default run keeps the checks that need no converter.
 
 int8 rule: top-1 agreement >= 90% AND mean logit cosine >= 0.95 on the calibration images
-(targets.verify_artifact, the rule `lightnets export` applies), plus a file size that only int8
-weights give. On an untrained network this is a weak test of accuracy: its top-1 on noise is one
-class for every image and its logits share a large input-independent part. It does catch wrong
-scales or zero points, a missing calibration and float fallbacks. Centring the logits on the
-calibration images (the part that depends on the input) showed what it cannot: ExecuTorch follows
-PyTorch's own PT2E simulation (cosine 0.99), LiteRT's STATIC conversion does not (cosine 0.1), and
-the simulation itself is far from fp32 there (cosine 0.8; random nets amplify small errors).
+(lightnets.deploy.checks.verify_artifact, the rule `lightnets export` applies), plus a file size
+that only int8 weights give. On an untrained network this is a weak test of accuracy: its top-1 on
+noise is one class for every image and its logits share a large input-independent part. It does
+catch wrong scales or zero points, a missing calibration and float fallbacks. Centring the logits on
+the calibration images (the part that depends on the input) showed what it cannot: ExecuTorch
+follows PyTorch's own PT2E simulation (cosine 0.99), LiteRT's STATIC conversion does not (cosine
+0.1), and the simulation itself is far from fp32 there (cosine 0.8; random nets amplify small
+errors).
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import torch
 from conftest import build_for_test
 
 import lightnets
-from lightnets.deploy import reparameterize
-from lightnets.deploy.onnx import relative_error
-from lightnets.deploy.targets import FLOAT_RTOL, verify_artifact
+from lightnets.deploy import reparameterize, targets
+from lightnets.deploy.checks import FLOAT_RTOL, relative_error, verify_artifact
 from lightnets.errors import ConfigError, MissingDependencyError
 
 # runtime -> (import names it needs, pip extra)
@@ -86,7 +86,7 @@ def test_unsupported_precision_is_a_config_error(runtime, tmp_path):
 
 
 def test_ncnn_blob_names_and_bin_path(tmp_path):
-    from lightnets.deploy.ncnn import bin_path, blob_names
+    from lightnets.deploy.loaders import bin_path, blob_names
 
     param = tmp_path / "m.ncnn.param"
     param.write_text(
@@ -119,7 +119,7 @@ def test_fp32_matches_pytorch(runtime, tmp_path, capsys):
     module, path, metadata = export(runtime, model, x, tmp_path)
     # stdout is `lightnets deploy`'s table or JSON: a converter's progress must not land there
     assert capsys.readouterr().out == ""
-    run = module.load(path, threads=1)
+    run = targets.get_target(runtime).load(path, threads=1)
     with torch.no_grad():
         for batch in (1, 2, 5):  # fixed-batch files are split and padded by the runner
             xb = torch.randn(batch, 3, 32, 32)
@@ -136,7 +136,7 @@ def test_fp32_matches_pytorch(runtime, tmp_path, capsys):
 def test_fp16_is_close(runtime, tmp_path):
     model, x = small_model(), torch.randn(2, 3, 32, 32)
     module, path, _ = export(runtime, model, x, tmp_path, "fp16")
-    run = module.load(path, threads=1)
+    run = targets.get_target(runtime).load(path, threads=1)
     xb = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert relative_error(run(xb.numpy()), model(xb)) < FP16_RTOL
@@ -149,9 +149,8 @@ def test_int8_agrees_with_fp32(runtime, tmp_path):
     torch.manual_seed(1)
     calibration = [torch.randn(8, 3, 32, 32) for _ in range(4)]
     module, path, metadata = export(runtime, model, x, tmp_path, "int8", calibration)
-    check = verify_artifact(
-        module.load(path, threads=1), model, "int8", calibration, metadata["batch"]
-    )
+    run = targets.get_target(runtime).load(path, threads=1)
+    check = verify_artifact(run, model, "int8", calibration, metadata["batch"])
     assert check.agreement >= 0.9 and check.cosine >= 0.95, check.summary()
     # int8 weights, not float kernels between quantize/dequantize pairs (litert-torch writes
     # those unless told STATIC): under half the fp32 weight bytes
@@ -171,7 +170,7 @@ def test_zoo_fp32(runtime, name, tmp_path):
     model, x = build_for_test(name)
     fused = reparameterize(model.eval())
     module, path, _ = export(runtime, fused, x, tmp_path)
-    run = module.load(path, threads=1)
+    run = targets.get_target(runtime).load(path, threads=1)
     with torch.no_grad():
         for xb in (x, x[:1]):  # the exported batch, and another one
             assert relative_error(run(xb.numpy()), model(xb)) < FLOAT_RTOL["fp32"]
@@ -187,4 +186,5 @@ def test_ncnn_exports_to_a_relative_path(tmp_path, monkeypatch):
     path = module.export(model, Path("out/m.ncnn.param"), x, "fp32", None, {})
     assert (tmp_path / "out" / "m.ncnn.param").is_file() and path.is_absolute()
     with torch.no_grad():
-        assert relative_error(module.load(path)(x.numpy()), model(x)) < FLOAT_RTOL["fp32"]
+        run = targets.get_target("ncnn").load(path)
+        assert relative_error(run(x.numpy()), model(x)) < FLOAT_RTOL["fp32"]

@@ -18,7 +18,7 @@ import torch
 
 import lightnets
 from lightnets import cli
-from lightnets.deploy import quant_graph, quantize, targets
+from lightnets.deploy import artifacts, checks, quant_graph, quantize, targets
 
 CLASSES = ("amber", "teal", "violet")
 COLOURS = {"amber": (230, 160, 30), "teal": (20, 150, 140), "violet": (140, 60, 200)}
@@ -125,7 +125,7 @@ def test_logit_cosine_counts_matching_zero_rows_as_agreement():
     """ReLU'd logits (SqueezeNet) are all zero for some images: int8 matching that is agreement."""
     expected = torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 0.0]])
     actual = torch.tensor([[0.0, 0.0, 0.0], [2.0, 4.0, 0.0], [0.0, 0.5, 0.0]])
-    cosine = targets.logit_cosine(actual, expected)
+    cosine = checks.logit_cosine(actual, expected)
     assert cosine.tolist() == pytest.approx([1.0, 1.0, 0.0])
     plain = torch.nn.functional.cosine_similarity(actual, expected, dim=1)
     assert plain[0] == 0  # what the plain formula says of two identical zero rows
@@ -156,10 +156,11 @@ def test_ort_int8_export_runs_and_agrees(trained, tmp_path, capsys):
     assert f"calibrating on 24 images from {data / 'train'}" in printed  # the run's own images
     meta = _sidecar(out)
     assert meta["precision"] == "int8" and meta["runtime"] == "onnxruntime"
-    assert meta["verification"]["agreement"] >= targets.INT8_MIN_AGREEMENT
-    assert meta["verification"]["cosine"] >= targets.INT8_MIN_COSINE
+    assert meta["verification"]["agreement"] >= checks.INT8_MIN_AGREEMENT
+    assert meta["verification"]["cosine"] >= checks.INT8_MIN_COSINE
     assert meta["class_names"] == list(CLASSES) and meta["channel_order"] == "RGB"
-    from lightnets.deploy.onnx import op_counts, read_metadata
+    from lightnets.deploy.loaders import read_onnx_metadata as read_metadata
+    from lightnets.deploy.onnx import op_counts
 
     ops = op_counts(out)
     assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["Conv"] > 0
@@ -178,7 +179,7 @@ def test_openvino_int8_export_runs_and_agrees(trained, tmp_path, capsys):
     argv += ["--precision", "int8", "--calibrate", str(data), "-o", str(out)]
     assert cli.main(argv) == 0, capsys.readouterr().err
     meta = _sidecar(out)
-    assert meta["verification"]["agreement"] >= targets.INT8_MIN_AGREEMENT
+    assert meta["verification"]["agreement"] >= checks.INT8_MIN_AGREEMENT
     assert meta["files"] == ["m-int8.xml", "m-int8.bin"]
     import openvino as ov
 
@@ -202,7 +203,7 @@ def test_ort_int8_by_nncf_runs_and_agrees(trained, tmp_path, capsys):
     meta = _sidecar(out)
     assert meta["quantize"] == {"quantizer": "nncf"}
     assert meta["quantization"]["options"]["fast_bias_correction"] is True
-    assert meta["verification"]["agreement"] >= targets.INT8_MIN_AGREEMENT
+    assert meta["verification"]["agreement"] >= checks.INT8_MIN_AGREEMENT
     from lightnets.deploy.onnx import op_counts
 
     ops = op_counts(out)
@@ -235,12 +236,12 @@ def test_half_precisions_match_pytorch_within_their_tolerance(
 
     loaded = load_checkpoint(trained[0])
     path = tmp_path / f"m{target.suffix}"
-    meta = targets.export_verified(loaded, runtime, precision, path)
+    meta = artifacts.export_verified(loaded, runtime, precision, path)
     error = meta["verification"]["relative_error"]
-    assert 0 < error <= targets.FLOAT_RTOL[precision]
+    assert 0 < error <= checks.FLOAT_RTOL[precision]
     assert meta["verification"]["precision"] == precision
     if runtime == "openvino" and precision == "fp16":  # weights stored in half: about half size
-        fp32 = targets.export_verified(loaded, runtime, "fp32", tmp_path / "f.xml")
+        fp32 = artifacts.export_verified(loaded, runtime, "fp32", tmp_path / "f.xml")
         assert fp32["verification"]["relative_error"] <= 1e-4
         assert (tmp_path / "m.bin").stat().st_size < 0.6 * (tmp_path / "f.bin").stat().st_size
 
@@ -433,9 +434,9 @@ def test_every_family_exports_to_int8(name, family_data, tmp_path, capsys):
             argv += ["--keep-float", spec["keep_float"]]
         assert cli.main(argv) == 0, capsys.readouterr().err
         check = _sidecar(out)["verification"]
-        assert check["images"] == 3 * 32 and check["cosine"] >= targets.INT8_MIN_COSINE
+        assert check["images"] == 3 * 32 and check["cosine"] >= checks.INT8_MIN_COSINE
         if name != "mobilefacenet":
-            assert check["agreement"] >= targets.INT8_MIN_AGREEMENT
+            assert check["agreement"] >= checks.INT8_MIN_AGREEMENT
         run = targets.get_target(runtime).load(out)
         for batch in (1, 3):
             out_y = run(np.random.default_rng(batch).standard_normal((batch, 3, size, size), "f"))

@@ -5,16 +5,15 @@ model on this machine, and what it costs in accuracy on your data.
     lightnets deploy mixnet_s --checkpoint RUN --data DIR --runtimes onnxruntime,openvino \
         --precisions fp32,int8 --max-drop 0.5
 
-For every installed runtime x precision (lightnets.deploy.targets), the command exports the
-re-parameterized model with `lightnets export`'s verified path (int8 calibrated on
---calibration-images training images), evaluates each artifact's top-1 on DIR beside the PyTorch
-model, and times it: batch 1 min and median over --rounds interleaved rounds (every cell once per
-round, each started on an idle CPU), and images/s at --batch (an artifact with a fixed batch is
-timed at its own). A runtime that is not installed is a row saying how to install it; an artifact
-that fails its check is a row with the reason. It prints the table, writes OUT/deploy.json, the
-artifacts under OUT/artifacts/ and a latency-vs-accuracy chart OUT/deploy.png, and names the
-fastest artifact within --max-drop points of the PyTorch top-1.
-"""
+For every installed runtime x precision (lightnets.deploy.targets), the command exports the model
+(re-parameterized where the runtime gains from it) by `lightnets export`'s verified path (int8
+calibrated on --calibration-images training images), evaluates each artifact's top-1 on DIR beside
+the PyTorch model, and times it: batch 1 min and median over --rounds interleaved rounds (every cell
+once per round, each started on an idle CPU), and images/s at --batch (an artifact with a fixed
+batch is timed at its own). A runtime that is not installed is a row saying how to install it; an
+artifact that fails its check is a row with the reason. It prints the table, writes OUT/deploy.json,
+the artifacts under OUT/artifacts/ and a latency-vs-accuracy chart OUT/deploy.png, and names the
+fastest artifact within --max-drop points of the PyTorch top-1. """
 
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ import sys
 from pathlib import Path
 
 from lightnets.commands import _flags
+from lightnets.deploy.targets import DEPLOY_RUNTIMES
 
 
 def _names(text: str) -> list[str]:
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtimes",
         type=_names,
         default=None,
-        help="comma-separated (default: onnxruntime, openvino, executorch, litert, ncnn)",
+        help=f"comma-separated (default: {', '.join(DEPLOY_RUNTIMES)})",
     )
     p.add_argument(
         "--precisions", type=_names, default=None, help="comma-separated (default: all four)"
@@ -84,12 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-DEFAULT_RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert", "ncnn")
-
-
 def main(argv: list[str] | None = None) -> int:
     from lightnets.checkpoints import load_checkpoint
-    from lightnets.deploy import matrix, reparameterize, targets
+    from lightnets.deploy import artifacts, matrix, reparameterize
     from lightnets.errors import ConfigError
     from lightnets.files import check_writable
     from lightnets.tables import render
@@ -100,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.model).exists():  # a run dir or weights file in place of the name
         checkpoint, name = args.model, None
     loaded = load_checkpoint(checkpoint, name, prefer_ema=not args.no_ema, img_size=args.img_size)
-    targets.check_input_size(loaded)  # before a minute of exports
+    artifacts.check_input_size(loaded)  # before a minute of exports
     out = Path(args.output or "deploy")
     (out / "artifacts").mkdir(parents=True, exist_ok=True)
     check_writable(out / "deploy.json", "-o")
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     calibration = _calibration(args, loaded) if "int8" in precisions else None
     dataset = _eval_data(args, loaded)
-    deployed = reparameterize(loaded.model)
+    deployed = reparameterize(loaded.model)  # for the targets that want it (Target.reparameterize)
     cells = _export_all(loaded, deployed, runtimes, precisions, out, calibration, keep_float)
     ok = [c for c in cells if c.status == "ok"]
     if not ok:
@@ -162,7 +159,7 @@ def _checked_choices(args) -> tuple[list[str], list[str], list[str]]:
     from lightnets.deploy.quant_graph import parse_keep_float
     from lightnets.errors import ConfigError
 
-    runtimes = args.runtimes or list(DEFAULT_RUNTIMES)
+    runtimes = args.runtimes or list(DEPLOY_RUNTIMES)
     for runtime in runtimes:
         targets.get_target(runtime)  # UnknownNameError with close matches
     precisions = args.precisions or list(targets.PRECISIONS)
@@ -181,7 +178,7 @@ def _score(loaded, dataset, cells, threads: int):
     cells, which are loaded for timing on the way); returns the PyTorch model's cell."""
     import torch
 
-    from lightnets.deploy import matrix, targets
+    from lightnets.deploy import checks, matrix, targets
 
     print(
         f"evaluating {len(cells)} artifacts and PyTorch on {len(dataset)} images", file=sys.stderr
@@ -192,7 +189,7 @@ def _score(loaded, dataset, cells, threads: int):
     eager.top1, eager.top5 = _accuracy(loaded, dataset, loaded.model)
     for cell in cells:
         cell.run = targets.get_target(cell.runtime).load(cell.path, threads)
-        module = targets.ArtifactModule(cell.run, cell.metadata.get("batch"))
+        module = checks.ArtifactModule(cell.run, cell.metadata.get("batch"))
         cell.top1, cell.top5 = _accuracy(loaded, dataset, module)
     return eager
 
@@ -267,21 +264,22 @@ def _export_all(loaded, deployed, runtimes, precisions, out, calibration, keep_f
             cells.append(matrix.Cell(runtime, "-", "missing", note))
             continue
         for precision in (p for p in precisions if p in target.precisions):
+            model = deployed if target.reparameterize else loaded.model
             cells.append(
-                _export_cell(loaded, deployed, target, precision, out, calibration, keep_float)
+                _export_cell(loaded, model, target, precision, out, calibration, keep_float)
             )
     return cells
 
 
 def _export_cell(loaded, deployed, target, precision, out, calibration, keep_float):
-    from lightnets.deploy import matrix, targets
+    from lightnets.deploy import artifacts, matrix
     from lightnets.errors import LightnetsError
 
     cell = matrix.Cell(target.runtime, precision)
     path = out / "artifacts" / f"{loaded.name}-{target.runtime}-{precision}{target.suffix}"
     print(f"exporting {cell.label} -> {path}", file=sys.stderr)
     try:
-        cell.metadata = targets.export_verified(
+        cell.metadata = artifacts.export_verified(
             loaded,
             target.runtime,
             precision,
@@ -300,7 +298,7 @@ def _export_cell(loaded, deployed, target, precision, out, calibration, keep_flo
             f"{type(err).__name__}: {' '.join(str(err).split())}"[:300],
         )
     if cell.status == "ok" and cell.precision == "bf16" and target.runtime == "openvino":
-        from lightnets.deploy.openvino import inference_precision
+        from lightnets.deploy.loaders import inference_precision
 
         cell.note = inference_precision("bf16")[1] or ""
     return cell

@@ -164,7 +164,7 @@ def _eval_artifact(args) -> int:
 
     from lightnets.checkpoints import Preprocessing, load_checkpoint
     from lightnets.cpu_class import cpu_class
-    from lightnets.deploy import targets
+    from lightnets.deploy import checks, targets
     from lightnets.errors import CheckpointError, ConfigError
     from lightnets.train import data as data_mod
     from lightnets.train.config import TrainConfig
@@ -201,7 +201,7 @@ def _eval_artifact(args) -> int:
             f"kernels differ between them; `lightnets verify {path}` checks it here",
             file=sys.stderr,
         )
-    module = targets.ArtifactModule(run, meta.get("batch"))
+    module = checks.ArtifactModule(run, meta.get("batch"))
     inside = targets.embedded_metadata(path, target.runtime)
     if "class_names" in inside and list(inside["class_names"]) != class_names:
         raise CheckpointError(
@@ -258,15 +258,15 @@ def _eval_artifact(args) -> int:
 
 def _artifact_metadata(path: Path) -> dict:
     """The sidecar; for an ONNX file exported before sidecars existed, its metadata_props."""
-    from lightnets.deploy import targets
+    from lightnets.deploy import sidecar
     from lightnets.errors import ConfigError
 
-    if targets.sidecar_path(path).is_file() or path.suffix != ".onnx":
-        meta = targets.read_sidecar(path)
+    if sidecar.sidecar_path(path).is_file() or path.suffix != ".onnx":
+        meta = sidecar.read_sidecar(path)
     else:
-        from lightnets.deploy.onnx import read_metadata
+        from lightnets.deploy.loaders import read_onnx_metadata
 
-        meta = {k: targets.json_or_text(v) for k, v in read_metadata(path).items()}
+        meta = {k: sidecar.json_or_text(v) for k, v in read_onnx_metadata(path).items()}
         if "input_size" in meta:
             meta["in_chans"], meta["img_size"] = meta["input_size"][0], meta["input_size"][1]
     missing = [

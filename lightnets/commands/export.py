@@ -5,14 +5,15 @@ by running it.
     lightnets export mixnet_s --checkpoint RUN --runtime openvino --precision int8 -o m.xml
     lightnets export mixnet_s --checkpoint RUN --precision int8 --keep-float se -o m-int8.onnx
 
-Runtimes: onnxruntime (default), openvino, executorch, litert, ncnn, torchscript; precisions
-fp32 (default), fp16, bf16, int8 where the runtime has them (lightnets.deploy.targets). The model
-is re-parameterized first (BN folded, mixed depthwise convs merged into one conv;
---no-reparameterize keeps the training graph, not for int8). int8 is post-training static
+Runtimes: onnxruntime (default), openvino, executorch, litert, ncnn, torchscript; precisions fp32
+(default), fp16, bf16, int8 where the runtime has them (lightnets.deploy.targets). The model is re-
+parameterized first for the runtimes that gain from it (BN folded, mixed depthwise convs merged into
+one conv; --no-reparameterize keeps the training graph, not for int8); ExecuTorch and LiteRT get it
+as trained (XNNPACK folds BN and runs split depthwise convs faster). int8 is post-training static
 quantization with the runtime's own quantizer (7-bit per-channel weights, see docs/deploy.md),
-calibrated on --calibration-images images from --calibrate DIR (default: the run's training
-images) read through the model's own preprocessing; --keep-float se,act,dw,dw-large,first,last
-leaves those layers in float.
+calibrated on --calibration-images images from --calibrate DIR (default: the run's training images)
+read through the model's own preprocessing; --keep-float se,act,dw,dw-large,first,last leaves those
+layers in float.
 
 Every artifact is checked: fp32 within --rtol of PyTorch on random input (batches 1 and 3, so a
 dynamic batch axis is exercised), fp16/bf16 within a looser tolerance, int8 by top-1 agreement and
@@ -31,8 +32,7 @@ from argparse import SUPPRESS
 from pathlib import Path
 
 from lightnets.commands import _flags
-
-RUNTIMES = ("onnxruntime", "openvino", "executorch", "litert", "ncnn", "torchscript")
+from lightnets.deploy.targets import TARGETS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runtime",
         default="onnxruntime",
-        help=f"what the file is for: {', '.join(RUNTIMES)} (default onnxruntime)",
+        help=f"what the file is for: {', '.join(TARGETS)} (default onnxruntime)",
     )
     p.add_argument(
         "--precision", default="fp32", help="fp32 (default), fp16, bf16 or int8, as the runtime has"
@@ -104,11 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
     from lightnets.checkpoints import load_checkpoint
-    from lightnets.deploy import targets
-    from lightnets.errors import ConfigError
+    from lightnets.deploy import artifacts, sidecar, targets
     from lightnets.files import check_writable
 
     parser = build_parser()
@@ -132,64 +129,49 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_checkpoint(
         args.checkpoint, args.model, prefer_ema=not args.no_ema, img_size=args.img_size
     )
-    size = targets.check_input_size(loaded)
+    size = artifacts.check_input_size(loaded)
     calibration = None
     if args.precision == "int8":
         calibration = _calibration(args, loaded)
     deployed = loaded.model
-    if args.reparameterize:
+    if args.reparameterize and target.reparameterize:
         from lightnets.deploy import reparameterize
 
         deployed = reparameterize(loaded.model)
         print(f"re-parameterized: {deployed.reparam_report.summary()}")
-    if args.precision == "fp32" and args.runtime in ("onnxruntime", "torchscript"):
-        staging = targets.staged(path, target, "partial")  # a rejected file replaces nothing
-        try:
-            error = _export_fp32(args, loaded, deployed, staging)
-        except ConfigError as err:
-            rejected = targets.staged(path, target, "rejected")
-            targets.move_artifact(staging, rejected)
-            raise ConfigError(f"{err}; the rejected artifact is kept as {rejected}") from None
-        targets.move_artifact(staging, path)
-        metadata = targets.artifact_metadata(
-            loaded, args.runtime, "fp32", reparameterized=args.reparameterize
-        )
-        metadata["verification"] = {
-            "precision": "fp32",
-            "relative_error": error,
-            **targets.verified_on(args.runtime),
-        }
-        metadata["files"] = [path.name]
-        limits = {"rtol": args.rtol or 1e-4}
-        size = loaded.preprocessing.img_size
-        inputs = [torch.randn(b, loaded.in_chans, size, size) for b in (1, 3)]
-        targets.attach_reference(loaded, path, metadata, inputs, limits)
-        check = f"relative error {error:.1e} <= {args.rtol or 1e-4:.0e} vs PyTorch"
-    else:
-        metadata = targets.export_verified(
-            loaded,
-            args.runtime,
-            args.precision,
-            path,
-            deployed=deployed,
-            calibration=calibration,
-            keep_float=keep_float,
-            quantize={"quantizer": args.quantizer} if args.quantizer != "ort" else None,
-            rtol=args.rtol,
-        )
-        if "quantization" in metadata:
-            kept = metadata["quantization"]["kept_float"]
-            print("kept in float: " + (", ".join(f"{k} {n}" for k, n in kept.items()) or "-"))
-        from lightnets.deploy.targets import Verification
+    onnx_options = {"opset": args.opset} if args.opset != 17 else {}
+    if args.exporter != "auto":
+        onnx_options["dynamo"] = args.exporter == "dynamo"
+    metadata = artifacts.export_verified(
+        loaded,
+        args.runtime,
+        args.precision,
+        path,
+        deployed=deployed,
+        calibration=calibration,
+        keep_float=keep_float,
+        quantize={"quantizer": args.quantizer} if args.quantizer != "ort" else None,
+        rtol=args.rtol,
+        extra={"onnx": onnx_options} if onnx_options else None,
+    )
+    if "quantization" in metadata:
+        kept = metadata["quantization"]["kept_float"]
+        print("kept in float: " + (", ".join(f"{k} {n}" for k, n in kept.items()) or "-"))
+    if args.runtime == "onnxruntime":
+        from lightnets.deploy.onnx import op_counts
 
-        fields = Verification.__dataclass_fields__
-        check = Verification(
-            **{k: v for k, v in metadata["verification"].items() if k in fields}
-        ).summary()
-    size_mb = sum(p.stat().st_size for p in targets.artifact_files(path)) / 1e6
+        ops = sorted(op_counts(path).items(), key=lambda kv: -kv[1])
+        print("ops: " + ", ".join(f"{op} {n}" for op, n in ops))
+    from lightnets.deploy.checks import Verification
+
+    fields = Verification.__dataclass_fields__
+    check = Verification(
+        **{k: v for k, v in metadata["verification"].items() if k in fields}
+    ).summary()
+    size_mb = sum(p.stat().st_size for p in sidecar.artifact_files(path)) / 1e6
     print(
         f"wrote {path} ({size_mb:.1f} MB, {args.runtime} {args.precision}, input (N, "
-        f"{loaded.in_chans}, {size}, {size})) and {targets.sidecar_path(path).name}; {check} "
+        f"{loaded.in_chans}, {size}, {size})) and {sidecar.sidecar_path(path).name}; {check} "
         f"on {metadata['verification']['cpu_class']}"
     )
     return 0
@@ -207,7 +189,7 @@ def _checked_choices(args):
     keep_float = parse_keep_float(args.keep_float)
     if keep_float and args.precision != "int8":
         raise ConfigError("--keep-float only applies to --precision int8")
-    if args.precision == "int8" and not args.reparameterize:
+    if args.precision == "int8" and target.reparameterize and not args.reparameterize:
         raise ConfigError("int8 quantizes the folded graph: drop --no-reparameterize")
     if args.quantizer != "ort" and (args.runtime, args.precision) != ("onnxruntime", "int8"):
         raise ConfigError("--quantizer chooses the quantizer of onnxruntime int8 only")
@@ -233,52 +215,3 @@ def _calibration(args, loaded):
     files = calibration_files(folder, args.calibration_images)
     print(f"calibrating on {len(files)} images from {folder}")
     return calibration_batches(files, loaded.preprocessing, loaded.in_chans)
-
-
-def _export_fp32(args, loaded, deployed, path: Path) -> float:
-    """ONNX (checked with onnxruntime, metadata in the file) or TorchScript, as before 0.2."""
-    rtol = args.rtol or 1e-4
-    size = loaded.preprocessing.img_size
-    if args.runtime == "onnxruntime":
-        from lightnets.deploy.onnx import export_onnx, op_counts
-
-        error = export_onnx(
-            deployed,
-            path,
-            size,
-            args.opset,
-            metadata=_metadata(loaded, args.reparameterize),
-            in_chans=loaded.in_chans,
-            reference=loaded.model,
-            rtol=rtol,
-            dynamo=None if args.exporter == "auto" else args.exporter == "dynamo",
-        )
-        ops = sorted(op_counts(path).items(), key=lambda kv: -kv[1])
-        print("ops: " + ", ".join(f"{op} {n}" for op, n in ops))
-        return error
-    from lightnets.deploy.torchscript import export_torchscript
-
-    return export_torchscript(deployed, path, loaded.in_chans, size, loaded.model, rtol)
-
-
-def _metadata(loaded, reparameterized: bool) -> dict:
-    """What a deployment needs to feed the file: preprocessing, classes, provenance."""
-    import lightnets
-
-    pre, card = loaded.preprocessing, lightnets.model_card(loaded.name)
-    metadata = {
-        "model_name": loaded.name,
-        "paper": card.paper,
-        "input_size": [loaded.in_chans, pre.img_size, pre.img_size],
-        "mean": list(pre.mean),
-        "std": list(pre.std),
-        "crop_pct": pre.crop_pct,
-        "lightnets_version": lightnets.__version__,
-        "reparameterized": reparameterized,
-        "runtime": "onnxruntime",
-        "precision": "fp32",
-        "channel_order": "L" if loaded.in_chans == 1 else "RGB",
-    }
-    if loaded.config:  # class names of a trained run; a random or timm model has indices
-        metadata["class_names"] = loaded.class_names
-    return metadata

@@ -23,7 +23,8 @@ import torch
 from lightnets import create_model, list_models, model_card, profiling
 from lightnets.commands import _flags
 from lightnets.commands.models import match_models
-from lightnets.deploy.runtimes import RUNTIMES, check_runtime, eager_runner
+from lightnets.deploy.artifacts import check_runtime, eager_runner
+from lightnets.deploy.targets import TIMED_RUNTIMES
 from lightnets.errors import ConfigError
 from lightnets.files import check_writable
 from lightnets.profiling import COLUMNS, LAYER_COLUMNS, OP_COLUMNS, machine_line
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument(
         "--runtime",
-        choices=tuple(RUNTIMES),
+        choices=TIMED_RUNTIMES,
         default="eager",
         help="what runs the timed forward (MACs and memory are always eager)",
     )

@@ -38,20 +38,19 @@ def verify(path, threads: int | None = None) -> dict:
     """The reference set of the artifact at `path` re-run here: a dict for the table / JSON."""
     from pathlib import Path
 
-    import torch
-
     from lightnets.cpu_class import cpu_class
-    from lightnets.deploy import reference, targets
+    from lightnets.deploy import reference, sidecar, targets
+    from lightnets.deploy.loaders import run_in_batches
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    metadata = targets.read_sidecar(path)
-    target = targets.require(targets.target_for_artifact(path))
+    metadata = sidecar.read_sidecar(path)
+    target = targets.require(targets.target_for_artifact(path), to_run=True)
     inputs, expected = reference.read_reference(path, metadata)
     run = targets.load_artifact(target, path, inputs[:1].shape, threads)
-    actual = targets.run_batches(run, [torch.from_numpy(inputs)], metadata["batch"])
-    check = reference.compare(actual.numpy(), expected, metadata["precision"],
+    actual = run_in_batches(run, inputs, metadata["batch"])
+    check = reference.compare(actual, expected, metadata["precision"],
                               metadata["reference"]["limits"])  # fmt: skip
     verified = metadata.get("verification", {})
     return {
@@ -80,5 +79,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{'ok' if row['passed'] else 'DIFFERS'}  {row['artifact']} ({row['runtime']} "
             f"{row['precision']}): {figures} on {row['images']} reference inputs; ran on "
             f"{row['cpu_class']}, verified at export on {row['verified_on']}"
+            + (f" ({row['note']})" if row.get("note") else "")
         )
     return 0 if all(row["passed"] for row in rows) else 1

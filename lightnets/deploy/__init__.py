@@ -1,27 +1,39 @@
 """Deployment: inference-time re-parameterization, verified export for every runtime and
-precision, int8 quantization, and the runtimes the profiler times (eager, ONNX Runtime, OpenVINO).
+precision, int8 quantization, and the runners the profiler times.
 
-`targets` is the runtime x precision registry (TARGETS, get_target, export_verified, the sidecar
-metadata every artifact carries); `quantize` holds the int8 quantizers (onnxruntime's and NNCF's)
-and the mixed-precision layer selection. `reparameterize` needs only torch; `export_onnx` imports
-onnx and onnxruntime when called, and each runtime imports its package when it is used.
+`targets` is the runtime x precision registry (TARGETS: what each runtime exports and needs),
+`loaders` runs an artifact (numpy in and out, no torch), `sidecar` is the metadata every artifact
+carries, `artifacts` exports and verifies (`export_verified`, `make_runner`) by the rule in
+`checks`, `reference` is the reference set `lightnets verify` re-runs, `quantize` holds the int8
+quantizers. The names below load on first use, so that the torch-free modules stay torch-free.
 """
 
-from lightnets.deploy.onnx import export_onnx, onnx_parity
-from lightnets.deploy.reparam import ReparamReport, reparameterize
-from lightnets.deploy.runtimes import RUNTIMES, check_runtime, make_runner
-from lightnets.deploy.targets import TARGETS, export_verified, get_target, read_sidecar
+import importlib
 
-__all__ = [
-    "RUNTIMES",
-    "TARGETS",
-    "ReparamReport",
-    "check_runtime",
-    "export_onnx",
-    "export_verified",
-    "get_target",
-    "make_runner",
-    "onnx_parity",
-    "read_sidecar",
-    "reparameterize",
-]
+# public name -> the module that defines it
+_API = {
+    "ReparamReport": "lightnets.deploy.reparam",
+    "TARGETS": "lightnets.deploy.targets",
+    "TIMED_RUNTIMES": "lightnets.deploy.targets",
+    "check_runtime": "lightnets.deploy.artifacts",
+    "export_onnx": "lightnets.deploy.onnx",
+    "export_verified": "lightnets.deploy.artifacts",
+    "get_target": "lightnets.deploy.targets",
+    "make_runner": "lightnets.deploy.artifacts",
+    "onnx_parity": "lightnets.deploy.onnx",
+    "read_sidecar": "lightnets.deploy.sidecar",
+    "reparameterize": "lightnets.deploy.reparam",
+}
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'lightnets.deploy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

@@ -29,14 +29,13 @@ from __future__ import annotations
 import json
 import operator
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightnets.errors import ConfigError, MissingDependencyError
+from lightnets.errors import ConfigError, import_optional
 from lightnets.files import atomic_write, check_writable
 
 PRECISIONS = ("fp32", "int8")
@@ -45,15 +44,9 @@ METADATA_METHOD = "lightnets_metadata"
 
 
 def _require_executorch():
-    try:
-        import executorch.exir  # noqa: F401
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (  # noqa: F401
-            XnnpackPartitioner,
-        )
-    except ImportError:
-        raise MissingDependencyError(
-            "ExecuTorch needs the executorch package: pip install lightnets[executorch]"
-        ) from None
+    import_optional("executorch.exir", "executorch", "ExecuTorch export")
+    import_optional("executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch",
+                    "ExecuTorch export")  # fmt: skip
 
 
 def batch_example(example: Tensor, max_batch: int) -> tuple[Tensor, tuple[dict]]:
@@ -203,33 +196,3 @@ def read_metadata(path: Path) -> dict:
     if METADATA_METHOD not in program.method_names:
         return {}
     return json.loads(program.load_method(METADATA_METHOD).execute([])[0])
-
-
-def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function running the .pte at `path` on an NCHW float32 batch; returns the logits.
-
-    threads: size of ExecuTorch's XNNPACK thread pool. The pool is shared by every program in
-    the process, so the last load() decides.
-    """
-    _require_executorch()
-    from executorch.runtime import Runtime
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no ExecuTorch program at {path}")
-    if threads:
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
-
-        _unsafe_reset_threadpool(threads)
-    method = Runtime.get().load_program(path).load_method("forward")
-    batch = method.metadata.input_tensor_meta(0).sizes()[0]  # the program's fixed batch
-
-    def run(x: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        outs = []
-        for part in torch.split(x, batch):
-            pad = part[-1:].expand(batch - len(part), *part.shape[1:])
-            outs.append(method.execute((torch.cat([part, pad]),))[0][: len(part)])
-        return torch.cat(outs).numpy()
-
-    return run

@@ -30,14 +30,14 @@ import contextlib
 import io
 import json
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightnets.errors import ConfigError, MissingDependencyError
+from lightnets.errors import ConfigError, import_optional
 from lightnets.files import atomic_write, check_writable
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -46,14 +46,8 @@ METADATA_NAME = "lightnets"
 
 
 def _require(converter: bool = True):
-    names = ("litert_torch", "ai_edge_litert") if converter else ("ai_edge_litert",)
-    for name in names:
-        try:
-            __import__(name)
-        except ImportError:
-            raise MissingDependencyError(
-                f"LiteRT needs {name.replace('_', '-')}: pip install lightnets[litert]"
-            ) from None
+    for name in ("litert_torch", "ai_edge_litert") if converter else ("ai_edge_litert",):
+        import_optional(name, "litert", "LiteRT")
 
 
 def export(
@@ -152,60 +146,3 @@ def read_metadata(path: Path) -> dict:
         if entry.Name() and entry.Name().decode() == METADATA_NAME:
             return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
     return {}
-
-
-def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function running the .tflite at `path` (XNNPACK on the CPU) on an NCHW float32 batch.
-
-    threads: the interpreter's num_threads (None: LiteRT's default).
-    """
-    _require(converter=False)
-    from ai_edge_litert.interpreter import Interpreter
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no LiteRT model at {path}")
-    interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
-    dynamic = source["shape_signature"][0] == -1
-    fixed = int(source["shape"][0])
-    shape = [None]
-
-    def infer(x: np.ndarray) -> np.ndarray:
-        if list(x.shape) != shape[0]:
-            interpreter.resize_tensor_input(source["index"], list(x.shape))
-            interpreter.allocate_tensors()
-            shape[0] = list(x.shape)
-        interpreter.set_tensor(source["index"], _quantize(x, source))
-        interpreter.invoke()
-        return _dequantize(interpreter.get_tensor(sink["index"]), sink)
-
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if dynamic:
-            return infer(x)
-        outs = []
-        for start in range(0, len(x), fixed):
-            part = x[start : start + fixed]
-            pad = np.repeat(part[-1:], fixed - len(part), axis=0)
-            outs.append(infer(np.concatenate([part, pad]))[: len(part)])
-        return np.concatenate(outs)
-
-    return run
-
-
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    """Float input -> the tensor's integer type with its scale and zero point (int8 files)."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return x
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
-
-
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    if np.dtype(detail["dtype"]).kind == "f":
-        return y.copy()
-    scale, zero_point = detail["quantization"]
-    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)

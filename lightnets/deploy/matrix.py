@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from lightnets.deploy.targets import artifact_files
+from lightnets.deploy.sidecar import artifact_files
 
 # ------------------------------------------------------------------ the deployment matrix
 

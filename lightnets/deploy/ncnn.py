@@ -18,35 +18,21 @@ import os
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightnets.errors import ConfigError, MissingDependencyError
+from lightnets.deploy.loaders import NCNN_BIN, NCNN_PARAM, bin_path
+from lightnets.errors import ConfigError, import_optional
 from lightnets.files import check_writable
 
 PRECISIONS = ("fp32", "fp16")
-PARAM, BIN = ".ncnn.param", ".ncnn.bin"
 
 
 def _require(name: str):
-    try:
-        return __import__(name)
-    except ImportError:
-        raise MissingDependencyError(
-            f"ncnn export needs {name}: pip install lightnets[ncnn]"
-        ) from None
-
-
-def bin_path(param: str | os.PathLike) -> Path:
-    """`model.ncnn.param` -> `model.ncnn.bin` (the weights)."""
-    param = Path(param)
-    if not param.name.endswith(PARAM):
-        raise ConfigError(f"{param}: an ncnn model is named *{PARAM}")
-    return param.with_name(param.name[: -len(PARAM)] + BIN)
+    return import_optional(name, "ncnn", "ncnn export")
 
 
 def export(
@@ -82,7 +68,7 @@ def export(
             name: str(scratch / f"model{suffix}")
             for name, suffix in [
                 ("pnnxparam", ".pnnx.param"), ("pnnxbin", ".pnnx.bin"), ("pnnxpy", "_pnnx.py"),
-                ("pnnxonnx", ".pnnx.onnx"), ("ncnnparam", PARAM), ("ncnnbin", BIN),
+                ("pnnxonnx", ".pnnx.onnx"), ("ncnnparam", NCNN_PARAM), ("ncnnbin", NCNN_BIN),
                 ("ncnnpy", "_ncnn.py"),
             ]
         }  # fmt: skip
@@ -100,66 +86,3 @@ def export(
         os.replace(outputs["ncnnparam"], path)
     metadata.update(batch=None, companion_files=[weights.name])
     return path
-
-
-def blob_names(param: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """(inputs, outputs) of an ncnn .param: the Input layers' blobs, and the blobs no layer
-    reads."""
-    lines = Path(param).read_text().split("\n")
-    if lines[0].strip() != "7767517":
-        raise ConfigError(f"{param}: not an ncnn text .param (magic {lines[0].strip()!r})")
-    inputs, produced, consumed = [], [], set()
-    for line in lines[2:]:
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        kind, n_in, n_out = fields[0], int(fields[2]), int(fields[3])
-        bottoms, tops = fields[4 : 4 + n_in], fields[4 + n_in : 4 + n_in + n_out]
-        consumed.update(bottoms)
-        produced += tops
-        if kind == "Input":
-            inputs += tops
-    return inputs, [b for b in produced if b not in consumed]
-
-
-def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function running the ncnn model at `path` (.ncnn.param, with its .ncnn.bin beside it)
-    on an NCHW float32 batch, one image at a time; returns the outputs stacked.
-
-    Precision: fp32 (no reduced-precision storage or arithmetic) unless the sidecar says fp16.
-    """
-    ncnn = _require("ncnn")
-    path = Path(path)
-    weights = bin_path(path)
-    for file in (path, weights):
-        if not file.is_file():
-            raise FileNotFoundError(f"no ncnn model file at {file}")
-    (source,), (sink,) = blob_names(path)
-    net = ncnn.Net()
-    if threads:
-        net.opt.num_threads = threads
-    if _precision(path) != "fp16":  # ncnn picks fp16/bf16 storage by default where it can
-        for option in ("use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic"):
-            setattr(net.opt, option, False)
-        net.opt.use_bf16_storage = False
-    if net.load_param(str(path)) != 0 or net.load_model(str(weights)) != 0:
-        raise ConfigError(f"ncnn cannot load {path} and {weights.name}")
-
-    def run(x: np.ndarray) -> np.ndarray:
-        outs = []
-        for image in np.ascontiguousarray(x, dtype=np.float32):
-            with net.create_extractor() as extractor:
-                extractor.input(source, ncnn.Mat(image).clone())
-                status, out = extractor.extract(sink)
-                if status != 0:
-                    raise RuntimeError(f"ncnn failed on {path} (status {status})")
-                outs.append(np.array(out).reshape(-1))
-        return np.stack(outs)
-
-    return run
-
-
-def _precision(path: Path) -> str:
-    from lightnets.deploy.targets import read_sidecar, sidecar_path
-
-    return read_sidecar(path).get("precision", "fp32") if sidecar_path(path).is_file() else "fp32"

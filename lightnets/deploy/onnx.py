@@ -23,28 +23,19 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lightnets.errors import ConfigError, MissingDependencyError
+from lightnets.deploy.checks import relative_error
+from lightnets.deploy.loaders import ort_session
+from lightnets.errors import ConfigError, import_optional
 from lightnets.files import check_writable
 
 INPUT, OUTPUT = "input", "output"
 
 
 def _require_onnx():
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as err:
-        raise MissingDependencyError(
-            f"ONNX export needs onnx and onnxruntime ({err.name} is missing): "
-            "pip install lightnets[onnx]"
-        ) from None
-    return onnx, onnxruntime
-
-
-def relative_error(actual, expected) -> float:
-    """max |actual - expected| / max |expected|: scale-free, and robust to near-zero entries."""
-    actual, expected = torch.as_tensor(actual).double(), torch.as_tensor(expected).double()
-    return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
+    return (
+        import_optional("onnx", "onnx", "ONNX export"),
+        import_optional("onnxruntime", "onnx", "ONNX export"),
+    )
 
 
 # the opsets torch.onnx exports (TorchScript-based up to 20, dynamo from 18)
@@ -124,9 +115,9 @@ def write_onnx(
 ) -> Path:
     """Trace `model` on `example` and write it to `path`: the one call of torch.onnx.export.
 
-    No parity check: `export_onnx` adds one, and the profiler's runtimes
-    (lightnets.deploy.runtimes) check the runner they build. `dynamo=None` picks the exporter by
-    opset (see the module docstring).
+    No parity check: `export_onnx` adds one, and the profiler's runners
+    (lightnets.deploy.artifacts.make_runner) check what they build. `dynamo=None` picks the
+    exporter by opset (see the module docstring).
     """
     dynamo = opset >= 18 if dynamo is None else dynamo
     kwargs = {}
@@ -154,18 +145,6 @@ def write_onnx(
     return Path(path)
 
 
-def ort_session(path: str | os.PathLike, threads: int | None = None, optimize: bool = True):
-    """An onnxruntime CPU session; `threads` sets intra-op threads (None: ORT's default)."""
-    _, ort = _require_onnx()
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def onnx_parity(
     path: str | os.PathLike, reference: nn.Module, input_shape: tuple[int, int, int]
 ) -> float:
@@ -191,12 +170,6 @@ def onnx_parity(
     finally:
         reference.train(was_training)
     return worst
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The metadata_props of an ONNX file as a dict (values are strings, lists as JSON)."""
-    onnx, _ = _require_onnx()
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def op_counts(path: str | os.PathLike) -> dict[str, int]:
@@ -232,21 +205,23 @@ def export(
 ) -> Path:
     """Write `model` as an ONNX file for onnxruntime in `precision` (fp32, fp16 or int8).
 
-    int8 uses `metadata["keep_float"]` (lightnets.deploy.quant_graph.KEEP_FLOAT kinds) and
+    `metadata["onnx"]` holds write_onnx's options (opset, dynamo) where not the defaults; int8
+    uses `metadata["keep_float"]` (lightnets.deploy.quant_graph.KEEP_FLOAT kinds) and
     `metadata["quantize"]` (keyword arguments of quantize_onnx), and adds what the quantizer
     left in float to `metadata["quantization"]`. Verification is the caller's
-    (lightnets.deploy.targets.verify_artifact)."""
+    (lightnets.deploy.checks.verify_artifact)."""
     import tempfile
 
     onnx, _ = _require_onnx()
     path = Path(path)
     check_writable(path)
     model.eval()
+    options = metadata.get("onnx", {})  # opset, dynamo: write_onnx's keyword arguments
     if precision == "fp32":
-        write_onnx(model, example, path)
+        write_onnx(model, example, path, **options)
     elif precision in ("fp16", "int8"):
         with tempfile.TemporaryDirectory(prefix="lightnets-onnx-") as tmp:
-            float_path = write_onnx(model, example, Path(tmp) / "float.onnx")
+            float_path = write_onnx(model, example, Path(tmp) / "float.onnx", **options)
             if precision == "fp16":
                 from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -268,14 +243,3 @@ def export(
         raise ConfigError(f"onnxruntime exports fp32, fp16 or int8, not {precision!r}")
     set_metadata(path, metadata)
     return path
-
-
-def load(path: Path, threads: int | None = None):
-    """An onnxruntime CPU session on `path` as a function: NCHW float32 array -> logits."""
-    session = ort_session(path, threads)
-    name, output = session.get_inputs()[0].name, session.get_outputs()[0].name
-
-    def run(x):
-        return session.run([output], {name: x})[0]
-
-    return run

@@ -8,7 +8,7 @@ sees, so each batch size runs with kernels picked for it.
 
 OpenVINO reads the ONNX file directly. A static input shape lets its CPU plugin pick kernels for
 that shape; without one the batch axis stays dynamic (what `lightnets profile --runtime openvino`
-needs: its runner is in lightnets.deploy.runtimes).
+needs: its runner is in lightnets.deploy.loaders).
 """
 
 from __future__ import annotations
@@ -22,18 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightnets.cpu_class import onednn_cap, onednn_computes_bf16
-from lightnets.errors import MissingDependencyError
+from lightnets.errors import import_optional
 
 
 def _require_openvino():
-    try:
-        import openvino
-    except ImportError:
-        raise MissingDependencyError(
-            "OpenVINO is not installed: pip install lightnets[openvino]"
-        ) from None
-    return openvino
+    return import_optional("openvino", "openvino", "OpenVINO")
 
 
 def compile_openvino(
@@ -74,7 +67,7 @@ def compile_openvino(
 
 def openvino_parity(path: str | os.PathLike, reference: nn.Module, x: Tensor) -> float:
     """relative_error of OpenVINO on `x` vs `reference(x)`."""
-    from lightnets.deploy.onnx import relative_error
+    from lightnets.deploy.checks import relative_error
 
     run = compile_openvino(path, input_shape=tuple(x.shape))
     with torch.no_grad():
@@ -83,31 +76,6 @@ def openvino_parity(path: str | os.PathLike, reference: nn.Module, x: Tensor) ->
 
 
 # ------------------------------------------------------------------ deployment target
-
-
-# an artifact precision -> (OpenVINO's INFERENCE_PRECISION_HINT, the CPU capability it needs)
-_REDUCED = {"bf16": ("bf16", "BF16"), "fp16": ("f16", "FP16")}
-
-
-def inference_precision(
-    precision: str, capabilities: Sequence[str] | None = None
-) -> tuple[str, str | None]:
-    """(INFERENCE_PRECISION_HINT, note) for an artifact's precision on a CPU with `capabilities`
-    (default: this machine's OPTIMIZATION_CAPABILITIES): bf16 and f16 only where the CPU computes
-    them, else f32 and a note saying so."""
-    if precision not in _REDUCED:
-        return "f32", None
-    hint, needs = _REDUCED[precision]
-    if capabilities is None:
-        capabilities = _require_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    if needs in capabilities and onednn_computes_bf16():
-        return hint, None
-    if needs in capabilities:
-        return "f32", f"ONEDNN_MAX_CPU_ISA={onednn_cap()} caps oneDNN below {precision}: ran f32"
-    return (
-        "f32",
-        f"this CPU has no {precision} arithmetic (OpenVINO: {', '.join(capabilities)}): ran f32",
-    )
 
 
 def export(model: nn.Module, path: Path, example: Tensor, precision: str, calibration, metadata):
@@ -155,52 +123,3 @@ def export(model: nn.Module, path: Path, example: Tensor, precision: str, calibr
     ov_model.set_rt_info(json.dumps(metadata), "lightnets")
     ov.save_model(ov_model, str(path), compress_to_fp16=precision == "fp16")
     return path
-
-
-def _ir_metadata(core, path: Path) -> dict:
-    """The lightnets metadata in an IR's rt_info (the file itself, so an IR checked under a
-    staging name, before its sidecar exists, runs in its own precision); {} when absent."""
-    model = core.read_model(str(path))
-    if not model.has_rt_info("lightnets"):
-        return {}
-    try:
-        return json.loads(model.get_rt_info("lightnets").astype(str))
-    except ValueError:
-        return {}
-
-
-def load(path: Path, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-    """The IR at `path` as a function: NCHW float32 array -> logits. Compiled (LATENCY hint) for
-    each new input shape; the precision hint follows the sidecar's precision."""
-    from lightnets.deploy.targets import read_sidecar, sidecar_path
-
-    ov = _require_openvino()
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no OpenVINO IR at {path}")
-    core = ov.Core()
-    precision = _ir_metadata(core, path).get("precision")
-    if precision is None:  # an IR written by another tool: the sidecar, else fp32
-        sidecar = read_sidecar(path) if sidecar_path(path).is_file() else {}
-        precision = sidecar.get("precision", "fp32")
-    config = {
-        "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_PRECISION_HINT": inference_precision(precision)[0],
-    }
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    compiled: dict[tuple[int, ...], tuple] = {}
-    run_precision = {}  # what the CPU plugin computes in, read back from the last compiled model
-
-    def run(x: np.ndarray) -> np.ndarray:
-        shape = tuple(x.shape)
-        if shape not in compiled:
-            model = core.read_model(str(path))
-            model.reshape(list(shape))
-            network = core.compile_model(model, "CPU", config)
-            compiled[shape] = (network.create_infer_request(), network.output(0))
-            run_precision["value"] = network.get_property("INFERENCE_PRECISION_HINT").to_string()
-        request, output = compiled[shape]
-        return request.infer([x])[output].copy()  # the request reuses its output buffer
-
-    run.inference_precision = lambda: run_precision.get("value")
-    return run

@@ -41,7 +41,7 @@ from lightnets.deploy.quant_graph import (
     float_nodes,
     onnx_graph,
 )
-from lightnets.errors import ConfigError, MissingDependencyError
+from lightnets.errors import ConfigError, import_optional
 
 # ------------------------------------------------------------------ calibration images
 
@@ -200,14 +200,7 @@ def _quiet_quantizer():
 
 
 def require_module(module: str, extra: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise MissingDependencyError(
-            f"int8 export needs {module.split('.')[0]}: pip install lightnets[{extra}]"
-        ) from None
+    return import_optional(module, extra, "int8 quantization")
 
 
 def quantize_onnx(

@@ -13,20 +13,12 @@ imported by the function that needs them. One module per idea, each saying what 
     machine.py    CPU, threads and versions a timing depends on
     plot.py       the Pareto chart (matplotlib)
 
-The runtimes that are timed (eager, onnxruntime, openvino) live in lightnets.deploy.runtimes and
-are re-exported here.
+The runtimes that are timed (eager and every deployment target, lightnets.deploy.targets) are
+built by lightnets.deploy.artifacts.make_runner, re-exported here.
 """
 
-from lightnets.deploy.runtimes import (
-    RUNTIMES,
-    Runner,
-    Runtime,
-    check_runtime,
-    eager_runner,
-    make_runner,
-    onnxruntime_runner,
-    openvino_runner,
-)
+from lightnets.deploy.artifacts import Runner, check_runtime, eager_runner, make_runner
+from lightnets.deploy.targets import TIMED_RUNTIMES
 from lightnets.profiling.counting import (
     ELEMENTWISE_OPS,
     MAC_OPS,
@@ -74,13 +66,13 @@ from lightnets.profiling.timing import (
 
 __all__ = [
     "COLUMNS",
+    "TIMED_RUNTIMES",
     "ELEMENTWISE_OPS",
     "LAYER_COLUMNS",
     "MAC_OPS",
     "MIN_BLOCKS_FOR_IQR",
     "OP_COLUMNS",
     "REPARAM_NOTE",
-    "RUNTIMES",
     "SPREAD_LIMIT",
     "CpuLoad",
     "Latency",
@@ -90,7 +82,6 @@ __all__ = [
     "OpCost",
     "ParamCount",
     "Runner",
-    "Runtime",
     "check_resolution",
     "check_runtime",
     "contention",
@@ -111,9 +102,7 @@ __all__ = [
     "measure_memory",
     "model_blocks",
     "model_min_input",
-    "onnxruntime_runner",
     "op_profile",
-    "openvino_runner",
     "profile_columns",
     "profile_model",
     "profile_notes",

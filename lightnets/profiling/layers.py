@@ -162,7 +162,8 @@ def op_profile(fn, x: Tensor, *, threads: int | None = None, runs: int = 5) -> l
     """Where the time goes by operator (convolution, cat, split, mul, sigmoid, ...), per forward,
     sorted by time: torch.profiler self CPU time per aten op, or on CUDA self device time per
     kernel. Profiler overhead inflates absolute times slightly; shares are the figure to read.
-    `fn` is a runner (lightnets.deploy.runtimes), e.g. eager_runner(model, x, threads, None)."""
+    `fn` is a runner (lightnets.deploy.artifacts.make_runner), e.g.
+    eager_runner(model, x, threads, None)."""
     from torch.profiler import ProfilerActivity, profile
 
     threads = threads or default_threads()

@@ -3,7 +3,7 @@ columns and footnotes a profile table shows (rendered by lightnets.tables).
 
 Params, MACs, all ops and peak memory are measured at batch 1 on the eager model (see counting.py
 and memory.py); latency at the smallest batch and throughput at the largest on the chosen runtime
-(see timing.py and lightnets.deploy.runtimes).
+(see timing.py and lightnets.deploy.artifacts.make_runner).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightnets.deploy.runtimes import make_runner
+from lightnets.deploy.artifacts import make_runner
 from lightnets.errors import ConfigError
 from lightnets.profiling.counting import count_macs, count_params, example_input
 from lightnets.profiling.memory import measure_memory
@@ -215,7 +215,8 @@ def profile_model(
     throughput at the largest (when larger) of `batch`; beside the paper figures in `model.card`.
 
     `resolution` defaults to the card's input_size (224 without a card). MACs and memory are
-    measured on the eager model; `runtime` selects what is timed (see RUNTIMES).
+    measured on the eager model; `runtime` selects what is timed
+    (lightnets.deploy.targets.TIMED_RUNTIMES).
     """
     # over 60 lines only because the result names each ModelProfile field once; the steps are
     # in count_*, measure_memory, _time and _beside_paper
