@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lightnets.errors import ConfigError, MissingDependencyError, UnknownNameError
 from lightnets.layers import ACTIVATIONS
-from lightnets.models.mixnet import _PAPER, MIXNET_M, MIXNET_S, MixNet, MixRow
+from lightnets.models.mixnet import MIXNET_M, MIXNET_S, MixNet, MixRow
 from lightnets.registry import ModelCard, register_model
 
 PADDINGS = ("same", "tf_same")
@@ -331,7 +331,7 @@ def _toml_value(value) -> str:
 _CUSTOM_NOTE = "a MixNet built from an architecture file: its figures are the table's"
 
 
-@register_model(card=ModelCard(paper=_PAPER, needs_arch=True, note=_CUSTOM_NOTE))
+@register_model(card=ModelCard(paper="arXiv:1907.09595", needs_arch=True, note=_CUSTOM_NOTE))
 def mixnet_custom(
     arch: Architecture | Mapping | str | os.PathLike | None = None, **kwargs
 ) -> MixNet:
