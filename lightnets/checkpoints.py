@@ -72,6 +72,11 @@ def build_model(cfg, num_classes: int, img_size: int) -> nn.Module:
         kwargs["drop_rate"] = cfg.drop_rate
     if cfg.drop_path_rate is not None:
         kwargs["drop_path_rate"] = cfg.drop_path_rate
+    if cfg.arch is not None:  # read and checked against the input size before anything is built
+        from lightnets.models.arch import check_fits, read_arch
+
+        kwargs["arch"] = read_arch(cfg.arch)
+        check_fits(kwargs["arch"], img_size, wants_small_input(img_size, cfg.small_input))
     model = lightnets.create_model(
         cfg.model, num_classes=num_classes, in_chans=cfg.in_chans, **kwargs
     )
@@ -196,6 +201,8 @@ def load_checkpoint(
         kwargs.update(infer_shapes(state))
     if config.get("in_chans"):
         kwargs["in_chans"] = config["in_chans"]
+    if "arch" in metadata:
+        kwargs["arch"] = _carried_arch(metadata["arch"], kwargs.get("arch"), source)
     class_names = json.loads(metadata["class_names"]) if "class_names" in metadata else None
     if class_names is not None and card.embedding_dim is None:
         kwargs.setdefault("num_classes", len(class_names))
@@ -241,6 +248,19 @@ def _model_name(requested: str | None, config: dict, checkpoint) -> str:
     if trained is not None and resolve_name(trained) != name:
         raise CheckpointError(f"--checkpoint {checkpoint} holds {trained}, not {requested}")
     return name
+
+
+def _carried_arch(text: str, asked, source: Path | None) -> dict:
+    """The architecture table a checkpoint carries; an --arch given as well must equal it."""
+    from lightnets.models.arch import Architecture, as_architecture
+
+    try:
+        carried = Architecture.from_dict(json.loads(text), f"{source} architecture")
+    except (json.JSONDecodeError, ConfigError) as err:
+        raise CheckpointError(f"{source}: its architecture metadata is unreadable: {err}") from None
+    if asked is not None and as_architecture(asked) != carried:
+        raise CheckpointError(f"{source} carries its own architecture, not the one of --arch")
+    return carried.to_dict()
 
 
 def _preprocessing(config: dict, card: ModelCard, in_chans: int, img_size: int | None):

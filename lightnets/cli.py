@@ -19,6 +19,7 @@ from lightnets.errors import LightnetsError
 COMMANDS: dict[str, str] = {
     "layers": "list the layer library with paper references",
     "models": "list registered models with params, MACs, top-1",
+    "arch": "print, convert or check a MixNet-style architecture file",
     "profile": "params, MACs, memory and latency beside the papers",
     "train": "train a model on your images (or the built-in digits)",
     "eval": "evaluate a checkpoint on a labelled image folder",

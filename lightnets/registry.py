@@ -47,6 +47,7 @@ class ModelCard:
     crop_pct: float = 0.875
     note: str = ""
     aliases: tuple[str, ...] = field(default=())
+    needs_arch: bool = False  # built from an architecture table (arch=...), not by name alone
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -88,10 +89,15 @@ def resolve_name(name: str) -> str:
     raise UnknownNameError(f"unknown model {name!r}{hint}")
 
 
-def list_models(pattern: str = "*", include_aliases: bool = False) -> list[str]:
-    """Registered names matching a shell-style `pattern`, sorted."""
+def list_models(
+    pattern: str = "*", include_aliases: bool = False, include_custom: bool = False
+) -> list[str]:
+    """Registered names matching a shell-style `pattern`, sorted; `include_custom` adds the
+    builders that need an architecture table (`mixnet_custom`), which no name alone builds."""
     _load_families()
     names = [*_BUILDERS, *_ALIASES] if include_aliases else list(_BUILDERS)
+    if not include_custom:
+        names = [n for n in names if not _CARDS[_ALIASES.get(n, n)].needs_arch]
     return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
 
 

@@ -119,3 +119,27 @@ def add_device(parser, default: str = "auto"):
         default=default,
         help=f"cpu, cuda, cuda:N or auto (default {default})",
     )
+
+
+def add_arch(parser):
+    parser.add_argument(
+        "--arch",
+        metavar="FILE",
+        help="architecture file (.toml/.json) of a MixNet-style network: builds mixnet_custom "
+        "(`lightnets arch mixnet_s` prints one to start from)",
+    )
+
+
+def model_for_arch(name: str | None, arch: str | None, flag: str = "--model") -> str | None:
+    """The model name with `--arch FILE`: mixnet_custom when none is named; a ConfigError when
+    another model is."""
+    if arch is None:
+        return name
+    if name is None:
+        return "mixnet_custom"
+    from lightnets.errors import ConfigError
+    from lightnets.registry import resolve_name
+
+    if resolve_name(name) != "mixnet_custom":
+        raise ConfigError(f"--arch builds mixnet_custom; it cannot be combined with {flag} {name}")
+    return name

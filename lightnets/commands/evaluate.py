@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", help="model name (default: the run's), or an exported artifact file to evaluate"
     )
+    _flags.add_arch(p)
     p.add_argument(
         "--threads", type=_flags.positive_int, help="runtime threads for an artifact (default: all)"
     )
@@ -70,7 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint is None:
         parser.error("the following arguments are required: --checkpoint (or --model ARTIFACT)")
     device = pick_device(args.device)
-    loaded = load_checkpoint(args.checkpoint, args.model, prefer_ema=not args.no_ema, device=device)
+    name = _flags.model_for_arch(args.model, args.arch)
+    loaded = load_checkpoint(
+        args.checkpoint, name, prefer_ema=not args.no_ema, device=device, arch=args.arch
+    )
     cfg = TrainConfig.from_dict(loaded.config, f"{args.checkpoint} config")
     cfg = dataclasses.replace(cfg, model=loaded.name, in_chans=loaded.in_chans, pretrained=None)
     data = args.data or (cfg.data if loaded.config else None)

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _flags.add_output(p, required=True, help="file to write")
     _flags.add_checkpoint(p)
+    _flags.add_arch(p)
     p.add_argument(
         "--runtime",
         default="onnxruntime",
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = _flags.parse_args(parser, argv)
+    args.model = _flags.model_for_arch(args.model, args.arch, "MODEL")
     if args.model is None and args.checkpoint is None:
         parser.error("name a MODEL or give a --checkpoint")
     if args.old_format:
@@ -127,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         check_opset(args.opset)
     targets.require(target)
     loaded = load_checkpoint(
-        args.checkpoint, args.model, prefer_ema=not args.no_ema, img_size=args.img_size
+        args.checkpoint,
+        args.model,
+        prefer_ema=not args.no_ema,
+        img_size=args.img_size,
+        arch=args.arch,
     )
     size = artifacts.check_input_size(loaded)
     calibration = None

@@ -25,8 +25,10 @@ def build(name: str, checkpoint: str | None, args: argparse.Namespace, load: boo
     """The LoadedModel of `name` at random init (seed args.seed) or with `checkpoint`'s weights,
     built as the checkpoint was trained; load=False keeps that architecture at random init."""
     from lightnets.checkpoints import load_checkpoint
+    from lightnets.registry import resolve_name
 
     torch.manual_seed(args.seed)
+    custom = name is not None and resolve_name(name) == "mixnet_custom"
     return load_checkpoint(
         None if checkpoint in (None, "random") else checkpoint,
         name,
@@ -35,6 +37,7 @@ def build(name: str, checkpoint: str | None, args: argparse.Namespace, load: boo
         in_chans=args.in_chans,
         small_input=True if args.small_input else None,
         img_size=getattr(args, "img_size", None),
+        arch=args.arch if custom else None,
     )
 
 
@@ -80,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         common, required=True, help="folder for tables and pictures", old=("--out-dir",)
     )
     _flags.add_checkpoint(common, help="weights (default: random init)")
+    _flags.add_arch(common)
     common.add_argument(
         "--compare",
         nargs=2,

@@ -31,6 +31,7 @@ MEASURED = (
 )
 ALIASES = Column("aliases",  "aliases")
 # fmt: on
+CUSTOM_NOTE = "mixnet_custom builds a MixNet from an architecture file (--arch FILE); see README"
 NOTE = (
     "params/MACs/top-1 are the papers' (MACs = multiply-adds at the input size); `--measure` "
     "counts them here."
@@ -39,8 +40,8 @@ NOTE = (
 
 def match_models(pattern: str) -> list[str]:
     """Registered names matching the shell pattern, sorted; UnknownNameError naming close
-    matches when none does."""
-    names = lightnets.list_models(pattern)
+    matches when none does. Only an exact name matches mixnet_custom (it needs an --arch)."""
+    names = lightnets.list_models(pattern, include_custom=not re.search(r"[*?\[]", pattern))
     if names:
         return names
     literal = re.sub(r"\[[^\]]*\]|[*?]", "", pattern)  # the pattern without its wildcards
@@ -80,6 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _flags.parse_args(parser, argv)
     table = rows(args.pattern, args.measure)
     columns = (*COLUMNS, *(MEASURED if args.measure else ()), ALIASES)
-    notes = [f"{len(table)} models; {NOTE}"]
+    notes = [f"{len(table)} models; {NOTE}", CUSTOM_NOTE]
     print(render(table, columns, args.format, notes=notes, rule=False, json_key="models"))
     return 0

@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flags.add_checkpoint(p, required=True)
     p.add_argument("--topk", type=_flags.positive_int, default=5)
     p.add_argument("--model", help="model name (default: the run's)")
+    _flags.add_arch(p)
     _flags.add_device(p)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA")
     _flags.add_format(p, choices=("table", "json"))
@@ -39,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         raise ConfigError(f"no images in {' '.join(args.images)}")
     loaded = load_checkpoint(
-        args.checkpoint, args.model, prefer_ema=not args.no_ema, device=pick_device(args.device)
+        args.checkpoint,
+        _flags.model_for_arch(args.model, args.arch),
+        prefer_ema=not args.no_ema,
+        device=pick_device(args.device),
+        arch=args.arch,
     )
     results = classify_images(
         loaded.model, images, loaded.class_names, loaded.preprocessing, loaded.image_mode, args.topk

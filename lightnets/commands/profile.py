@@ -4,6 +4,7 @@
     lightnets profile "mixnet_*" mobilenet_v2_w100 --batch 1,64 --threads 4 --format markdown
     lightnets profile mixnet_s --layers --top 10        # where the time goes, block by block
     lightnets profile --runtime onnxruntime --plot pareto.png
+    lightnets profile mixnet_s --arch my_net.toml       # a table of your own beside MixNet-S
 
 The numbers come from lightnets.profiling (pure functions) and the tables from lightnets.tables;
 this module parses arguments, checks them before anything is measured, shows progress on stderr
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="names or shell patterns ('mixnet_*'); default: one model per family",
     )
+    _flags.add_arch(parser)
     _flags.add_img_size(parser, help="input side in pixels (default: each model's card input_size)")
     parser.add_argument(
         "--batch",
@@ -126,12 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_models(patterns: Sequence[str]) -> list[str]:
+def resolve_models(patterns: Sequence[str], arch: str | None = None) -> list[str]:
     """Canonical names for names, aliases and shell patterns, in order and without repeats.
 
-    No patterns: the HEADLINE set, skipping (with a note on stderr) names not registered.
+    No patterns: the HEADLINE set, skipping (with a note on stderr) names not registered; with
+    `arch` (--arch FILE), mixnet_custom alone, and after the named models otherwise.
     Unknown names and patterns raise UnknownNameError naming close matches.
     """
+    if arch is not None:
+        names = resolve_models(patterns) if patterns else []
+        return names + ["mixnet_custom"] * ("mixnet_custom" not in names)
     if not patterns:
         registered = set(list_models())
         missing = [n for n in HEADLINE if n not in registered]
@@ -158,6 +165,12 @@ def check_args(args: argparse.Namespace, names: list[str]) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: CUDA is not available on this machine")
     check_runtime(args.runtime, args.device)
+    if args.arch is not None:  # the table fits the size it will be measured at
+        from lightnets.models.arch import check_fits, read_arch
+
+        check_fits(read_arch(args.arch), args.img_size or model_card("mixnet_custom").input_size)
+    elif "mixnet_custom" in names:
+        raise ConfigError("mixnet_custom needs an architecture file: --arch FILE")
     if args.layers and len(names) != 1:
         raise ConfigError(f"--layers profiles one model, got {len(names)}: {' '.join(names)}")
     if args.img_size is not None:
@@ -200,7 +213,11 @@ def progress(names: Sequence[str], enabled: bool) -> Iterator[str]:
 
 
 def build_model(name: str, args: argparse.Namespace):
-    model = create_model(name)
+    if name == "mixnet_custom":
+        model = create_model(name, arch=args.arch)
+        model.model_name = f"mixnet_custom ({os.path.basename(args.arch)})"  # which table
+    else:
+        model = create_model(name)
     if args.reparameterize:
         from lightnets.deploy import reparameterize
 
@@ -283,7 +300,7 @@ def print_layers(name: str, args: argparse.Namespace, machine: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _flags.parse_args(build_parser(), argv)
-    names = resolve_models(args.models)
+    names = resolve_models(args.models, args.arch)
     check_args(args, names)
     machine = profiling.machine_info(args.device, args.threads, args.runtime)
     if args.layers:

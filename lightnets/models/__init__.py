@@ -1,6 +1,7 @@
 """Model families; importing this package registers every model (one name per family)."""
 
 from lightnets.models import (  # noqa: F401
+    arch,
     efficientnet,
     mixnet,
     mnasnet,

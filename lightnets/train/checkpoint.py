@@ -200,14 +200,27 @@ def resume_checkpoint(run_dir: Path) -> tuple[Path, dict, dict, list[str]]:
     )
 
 
-def checkpoint_metadata(config: dict, class_names: list[str], epoch: int, step: int) -> dict:
-    return {
+def checkpoint_metadata(
+    config: dict, class_names: list[str], epoch: int, step: int, arch: dict | None = None
+) -> dict:
+    """safetensors metadata (strings); `arch`, a mixnet_custom's table, rebuilds it without
+    its file."""
+    meta = {
         "format": "lightnets",
         "config": json.dumps(config),
         "class_names": json.dumps(class_names),
         "epoch": str(epoch),
         "step": str(step),
     }
+    if arch is not None:
+        meta["arch"] = json.dumps(arch)
+    return meta
+
+
+def model_arch(model: nn.Module) -> dict | None:
+    """The architecture table a model was built from (mixnet_custom), as a dict; else None."""
+    arch = getattr(unwrap(model), "arch", None)
+    return arch.to_dict() if arch is not None else None
 
 
 # --- a training run's checkpoints (`run` is a lightnets.train.loop.Run)
@@ -240,7 +253,9 @@ def save_run(run, best: bool) -> None:
     if not run.dist.is_main:
         return
     p = run.progress
-    meta = checkpoint_metadata(run.cfg.to_dict(), run.class_names, p.epoch, p.global_step)
+    meta = checkpoint_metadata(
+        run.cfg.to_dict(), run.class_names, p.epoch, p.global_step, model_arch(run.model)
+    )
     ema = run.ema.module if run.ema is not None else None
     save_checkpoint(run.run_dir, "last", run.model, ema, training_state(run), meta)
     if best:

@@ -89,6 +89,9 @@ class TrainConfig:
     strict: bool = _f(False, "fail on the first unreadable image instead of skipping it")
     # --- model
     model: str = _f("mobilenet_v2_w035", "registered model name (`lightnets models`)")
+    arch: str | None = _f(
+        None, "MixNet-style architecture file (.toml/.json): --model mixnet_custom, table kept"
+    )
     num_classes: int | None = _f(None, "classifier outputs (default: classes in the data)")
     pretrained: str | None = _f(None, "initial weights file (lightnets or timm layout)")
     freeze_backbone: bool = _f(False, "train only the classifier (backbone BN kept in eval mode)")
@@ -173,6 +176,8 @@ class TrainConfig:
             raise ConfigError("--decay-epochs must be > 0 and --decay-rate in (0, 1]")
         if not 0 <= self.randaugment_m <= 10:
             raise ConfigError(f"--randaugment-m must be in 0..10, got {self.randaugment_m!r}")
+        if self.arch is not None and self.model != "mixnet_custom":
+            raise ConfigError(f"--arch builds mixnet_custom; it cannot train --model {self.model}")
         for name, meta in _fields().items():
             choices = meta.metadata.get("choices")
             if choices and getattr(self, name) not in choices:
@@ -339,6 +344,8 @@ def resolve_config(flags: dict, preset: dict | None = None) -> TrainConfig:
     if recipe:
         values.update(load_recipe(recipe))
     values.update({k: tuple(v) if isinstance(v, list) else v for k, v in flags.items()})
+    if values.get("arch") is not None:
+        values.setdefault("model", "mixnet_custom")
     return TrainConfig.from_dict(values, "flags")
 
 
@@ -353,7 +360,7 @@ def _absolute(key: str, value, dataset: str = "auto"):
     return os.path.abspath(os.path.expanduser(value))
 
 
-PATH_FIELDS = ("data", "pretrained", "recipe", "run_dir", "resume")
+PATH_FIELDS = ("data", "arch", "pretrained", "recipe", "run_dir", "resume")
 
 
 def absolute_paths(cfg: TrainConfig) -> TrainConfig:
@@ -387,4 +394,6 @@ def resume_config(run_dir: str | os.PathLike, flags: dict) -> TrainConfig:
         )
     updates = {k: v for k, v in flags.items() if k in RESUME_OVERRIDES}
     updates.update(resume=run_dir, run_dir=run_dir)
+    if saved.arch is not None and (Path(run_dir) / "arch.toml").is_file():
+        updates["arch"] = str(Path(run_dir) / "arch.toml")  # the run's copy outlives the file
     return absolute_paths(dataclasses.replace(saved, **updates))

@@ -307,12 +307,18 @@ def build_run(
 
 
 def write_run_files(run: Run) -> None:
-    """config.json / config.toml (the resolved config, absolute paths) and classes.json."""
+    """config.json / config.toml (the resolved config, absolute paths), classes.json and, for
+    mixnet_custom, arch.toml."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
     values = run.cfg.to_dict()
     write_text(run.run_dir / "config.json", json.dumps(values, indent=1))
     write_text(run.run_dir / "config.toml", dump_toml(values))
     write_text(run.run_dir / "classes.json", json.dumps(run.class_names))
+    arch = getattr(ckpt.unwrap(run.model), "arch", None)
+    if arch is not None:  # the table as trained: --resume reads it if the original file is gone
+        from lightnets.models.arch import write_arch
+
+        write_arch(arch, run.run_dir / "arch.toml")
 
 
 def describe(run: Run, name: str) -> str:
