@@ -93,6 +93,16 @@ def pt2e_int8(
         return convert_pt2e(prepared, fold_quantize=fold_quantize)
 
 
+def int8_quantizer():
+    """XNNPACK's PT2E quantizer: symmetric, per-channel weights, per-tensor activations."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    return XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+
+
 def export(
     model: nn.Module,
     path: Path,
@@ -115,17 +125,9 @@ def export(
     check_writable(path)
     model = model.eval()
     if precision == "int8":
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-            XNNPACKQuantizer,
-            get_symmetric_quantization_config,
-        )
-
-        quantizer = XNNPACKQuantizer().set_global(
-            get_symmetric_quantization_config(is_per_channel=True)
-        )
         pair, dynamic_shapes = batch_example(example, MAX_CALIBRATION_BATCH)
         model = pt2e_int8(
-            model, pair, quantizer, calibration,
+            model, pair, int8_quantizer(), calibration,
             dynamic_shapes=dynamic_shapes, max_batch=MAX_CALIBRATION_BATCH,
         )  # fmt: skip
     metadata["batch"] = int(example.shape[0])

@@ -50,6 +50,16 @@ def _require(converter: bool = True):
         import_optional(name, "litert", "LiteRT")
 
 
+def int8_quantizer():
+    """litert-torch's PT2E quantizer: symmetric, per-channel weights."""
+    from litert_torch.quantize.pt2e_quantizer import (
+        PT2EQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    return PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+
+
 def export(
     model: nn.Module,
     path: Path,
@@ -71,15 +81,9 @@ def export(
     check_writable(path)
     model, quant_config = model.eval(), None
     if precision == "int8":
-        from litert_torch.quantize.pt2e_quantizer import (
-            PT2EQuantizer,
-            get_symmetric_quantization_config,
-        )
         from litert_torch.quantize.quant_config import QuantConfig
 
-        quantizer = PT2EQuantizer().set_global(
-            get_symmetric_quantization_config(is_per_channel=True)
-        )
+        quantizer = int8_quantizer()
         # STATIC mode: the converter folds the quantize/dequantize pairs into int8 kernels;
         # without it the file keeps float kernels between the pairs (bigger and slower than fp32)
         quant_config = QuantConfig(pt2e_quantizer=quantizer)
