@@ -541,6 +541,20 @@ def test_data_with_fewer_than_two_classes_is_a_one_line_error(tmp_path, capsys):
     assert not run.exists()
 
 
+def test_an_in_memory_item_that_fails_keeps_its_own_error(tmp_path):
+    # array datasets (digits, CIFAR) have no paths: a failure there is no unreadable file
+    arrays = np.zeros((2, 4, 4, 5), np.uint8)  # five channels: PIL cannot make an image of it
+    ds = data_mod.ImageDataset([0, 1], lambda img, rng: img, "RGB", arrays=arrays, strict=True)
+    with pytest.raises(TypeError, match="Cannot handle this data type"):
+        ds[(0, 1)]
+    make_folder(tmp_path / "data", per_class=1)  # a preloaded folder: arrays and paths
+    paths = sorted(str(p) for p in (tmp_path / "data" / "train").rglob("*.*"))
+    Path(paths[1]).write_bytes(b"this is not a JPEG")
+    ds = data_mod.ImageDataset([0, 1], lambda img, rng: img, "RGB", paths=paths)
+    ds.preload(threads=1)
+    assert ds[(0, 0)][2] is None and ds[(0, 1)][2].startswith(f"{paths[1]}: ")
+
+
 def test_last_batch_of_one_does_not_reach_batchnorm_grayscale_bf16_channels_last(tmp_path):
     make_folder(tmp_path / "data", per_class=6)  # 10 train images, batch 3: 3 batches + 1 left
     seen = []
