@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from lightnets.errors import ConfigError
+from lightnets.errors import ConfigError, unreadable_image_errors
 from lightnets.train.datasets import cifar_root, load_cifar, load_digits, read_cifar_names
 from lightnets.train.folders import (
     class_dirs,
@@ -106,7 +106,7 @@ class ImageDataset(Dataset):
         def decode(path):
             try:
                 return np.asarray(self._open(path))
-            except Exception:  # reported (or raised with --strict) by __getitem__ instead
+            except unreadable_image_errors():  # reported (or raised with --strict) by __getitem__
                 return None
 
         with ThreadPoolExecutor(threads) as pool:  # PIL decodes without holding the GIL
@@ -137,7 +137,7 @@ class ImageDataset(Dataset):
             path = self.paths[index]
             try:
                 img = self._open(path)
-            except Exception as err:  # PIL raises many types for truncated or foreign files
+            except unreadable_image_errors() as err:
                 reason = f"{path}: {type(err).__name__}: {err}"
                 if self.strict:
                     msg = f"unreadable image {reason} (drop --strict to skip it)"
