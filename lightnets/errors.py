@@ -43,3 +43,21 @@ def import_optional(module: str, extra: str, needed_by: str):
         raise MissingDependencyError(
             f"{needed_by} needs {missing}: pip install lightnets[{extra}]"
         ) from None
+
+
+def unreadable_image_errors() -> tuple[type[BaseException], ...]:
+    """What Pillow raises for a truncated, corrupt or foreign image file: the exceptions Pillow's
+    own fuzz tests accept (Tests/oss-fuzz/test_fuzzers.py), and EOFError. Catch only these around
+    reading one image; anything else is a bug in lightnets and keeps its traceback."""
+    from PIL import Image
+
+    return (
+        OSError,  # also UnidentifiedImageError and "image file is truncated"
+        SyntaxError,  # "broken PNG file" and other malformed headers
+        ValueError,
+        EOFError,
+        MemoryError,
+        NotImplementedError,
+        OverflowError,
+        Image.DecompressionBombError,
+    )

@@ -60,6 +60,7 @@ def classify_images(
     topk: int = 5,
 ) -> list[Prediction]:
     """Top-k classes and probabilities of each image, in the order given."""
+    from lightnets.errors import unreadable_image_errors
     from lightnets.train.transforms import normalize
 
     device = next(model.parameters()).device
@@ -69,7 +70,7 @@ def classify_images(
     for path in images:
         try:
             x = read_image(path, pre, mode)
-        except Exception as err:  # PIL raises many types for truncated or foreign files
+        except unreadable_image_errors() as err:
             results.append(Prediction(path, None, f"{type(err).__name__}: {err}"))
             continue
         probs = model(normalize(x[None].to(device), mean, std)).float().softmax(1)[0]

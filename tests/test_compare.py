@@ -441,6 +441,62 @@ def test_rerun_reuses_finished_and_resumes_interrupted_trials(tmp_path):
     assert (out / "compare.json").read_text() == before
 
 
+def test_ctrl_c_in_the_sweep_exits_130_and_leaves_the_results_alone(tmp_path, capsys, monkeypatch):
+    import contextlib
+
+    from lightnets.compare import sweep
+
+    data = image_folder(tmp_path / "data", real=False)
+    out = tmp_path / "out"
+    runner = FakeRunner(epochs=1)
+    monkeypatch.setattr(sweep, "require_ray", lambda: None)
+    monkeypatch.setattr(sweep, "ray_session", lambda address: contextlib.nullcontext())
+    monkeypatch.setattr(sweep, "run_on_ray", lambda plans, **kw: runner(plans, **kw))
+    argv = ["compare", "mobilenet_v2_w035", "--data", str(data), "--seeds", "2", "--epochs", "1"]
+    argv += ["--img-size", "32", "--no-latency", "--no-progress", "-o", str(out)]
+    assert cli_main(argv) == 0
+    capsys.readouterr()
+    files = {name: (out / name).read_bytes() for name in ("results.json", "results.md")}
+
+    fake_train(out / "trials" / "mobilenet_v2_w035-s1", "mobilenet_v2_w035", 1, 1, done=0)
+
+    def interrupted(plans, **kw):
+        raise KeyboardInterrupt  # what Ctrl-C raises in tuner.fit without Tune's handler
+
+    monkeypatch.setattr(sweep, "run_on_ray", interrupted)
+    code = cli_main(argv)
+    captured = capsys.readouterr()
+    assert code == 130 and captured.out == ""
+    assert captured.err.strip().splitlines() == ["lightnets compare: interrupted"]
+    assert {name: (out / name).read_bytes() for name in files} == files
+
+
+@needs_ray
+def test_run_on_ray_turns_off_tunes_sigint_handler(tmp_path, monkeypatch):
+    # with its handler, Tune swallows Ctrl-C and returns the unfinished trials as if they failed
+    from ray import tune
+
+    from lightnets.compare import sweep
+    from lightnets.compare.trials import TrialPlan
+
+    seen = []
+
+    class Tuner:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def fit(self):
+            seen.append(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER"))
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune, "Tuner", Tuner)
+    monkeypatch.setenv("TUNE_DISABLE_SIGINT_HANDLER", "0")
+    plan = TrialPlan("m-s0", "m", 0, str(tmp_path / "m-s0"), str(tmp_path / "m-s0.log"), (), ())
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_on_ray([plan], storage=str(tmp_path / ".tune"))
+    assert seen == ["1"]
+
+
 # ------------------------------------------------------------------------------ bad input
 
 

@@ -121,6 +121,27 @@ def test_parse_keep_float_suggests_close_kinds():
         quant_graph.parse_keep_float("dw-larg")
 
 
+def test_a_bad_calibration_image_is_a_one_line_error_and_a_bug_keeps_its_type(
+    tmp_path, monkeypatch
+):
+    from lightnets.checkpoints import Preprocessing
+    from lightnets.errors import ConfigError
+
+    card = lightnets.model_card(MODEL)
+    pre = Preprocessing(SIZE, 1.0, card.mean, card.std)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ConfigError, match="calibration image .*bad.png: UnidentifiedImageError"):
+        quantize.calibration_batches([str(bad)], pre)
+
+    def buggy(path, pre, mode):
+        raise AttributeError("a bug in lightnets, not in the image")
+
+    monkeypatch.setattr("lightnets.inference.read_image", buggy)
+    with pytest.raises(AttributeError, match="a bug in lightnets"):
+        quantize.calibration_batches([str(bad)], pre)
+
+
 def test_logit_cosine_counts_matching_zero_rows_as_agreement():
     """ReLU'd logits (SqueezeNet) are all zero for some images: int8 matching that is agreement."""
     expected = torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 0.0]])

@@ -525,6 +525,36 @@ def test_corrupt_images_are_skipped_and_reported_or_fail_with_strict(tmp_path, c
     assert code == 2 and str(broken) in err and len(err.splitlines()) == 1
 
 
+def test_data_with_fewer_than_two_classes_is_a_one_line_error(tmp_path, capsys):
+    make_folder(tmp_path / "one", classes=("cat",))  # would report "val acc 100%"
+    run = tmp_path / "run"
+    err = one_line_error(capsys, ["train", "--data", str(tmp_path / "one"), "--run-dir", str(run)])
+    assert str(tmp_path / "one") in err and "1 class(es) (cat)" in err and "two" in err
+    make_folder(tmp_path / "two", classes=("cat",))
+    dog = tmp_path / "two" / "train" / "dog"
+    dog.mkdir()
+    (dog / "broken.jpg").write_bytes(b"this is not a JPEG")  # a second class, no image in it
+    code = lightnets.cli.main(["train", "--data", str(tmp_path / "two"), "--run-dir", str(run)])
+    skipped, err = capsys.readouterr().err.strip().splitlines()  # the skip report, then why
+    assert code == 2 and "broken.jpg" in skipped
+    assert "readable training images in 1 class(es) (cat)" in err
+    assert not run.exists()
+
+
+def test_an_in_memory_item_that_fails_keeps_its_own_error(tmp_path):
+    # array datasets (digits, CIFAR) have no paths: a failure there is no unreadable file
+    arrays = np.zeros((2, 4, 4, 5), np.uint8)  # five channels: PIL cannot make an image of it
+    ds = data_mod.ImageDataset([0, 1], lambda img, rng: img, "RGB", arrays=arrays, strict=True)
+    with pytest.raises(TypeError, match="Cannot handle this data type"):
+        ds[(0, 1)]
+    make_folder(tmp_path / "data", per_class=1)  # a preloaded folder: arrays and paths
+    paths = sorted(str(p) for p in (tmp_path / "data" / "train").rglob("*.*"))
+    Path(paths[1]).write_bytes(b"this is not a JPEG")
+    ds = data_mod.ImageDataset([0, 1], lambda img, rng: img, "RGB", paths=paths)
+    ds.preload(threads=1)
+    assert ds[(0, 0)][2] is None and ds[(0, 1)][2].startswith(f"{paths[1]}: ")
+
+
 def test_last_batch_of_one_does_not_reach_batchnorm_grayscale_bf16_channels_last(tmp_path):
     make_folder(tmp_path / "data", per_class=6)  # 10 train images, batch 3: 3 batches + 1 left
     seen = []

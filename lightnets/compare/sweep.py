@@ -153,6 +153,11 @@ def run_on_ray(
     quiet = logging.getLogger("ray.tune")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # failures are reported once each through on_event
+    # Tune's own SIGINT handler (off with this documented variable) turns Ctrl-C into a normal
+    # return with unfinished trials, which were then reported as failures over the results files.
+    # Without it Ctrl-C raises KeyboardInterrupt here as anywhere else: nothing is written, the
+    # CLI says "interrupted" and exits 130, and the same command resumes the trials.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     try:
         grid = tuner.fit()
     except Exception as err:  # the sweep itself broke (e.g. Ray's memory monitor): keep what ran

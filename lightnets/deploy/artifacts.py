@@ -124,7 +124,7 @@ def export_verified(
     try:
         verification = _verify_export(loaded, target, path, final.name, precision, calibration,
                                       metadata, rtol, min_agreement, min_cosine)  # fmt: skip
-    except Exception as err:
+    except Exception as err:  # whatever failed: set the artifact aside, then re-raise
         rejected = staged(final, target, "rejected")
         move_artifact(path, rejected)
         if isinstance(err, ConfigError):

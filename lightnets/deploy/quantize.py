@@ -41,7 +41,7 @@ from lightnets.deploy.quant_graph import (
     float_nodes,
     onnx_graph,
 )
-from lightnets.errors import ConfigError, import_optional
+from lightnets.errors import ConfigError, import_optional, unreadable_image_errors
 
 # ------------------------------------------------------------------ calibration images
 
@@ -79,7 +79,7 @@ def calibration_batches(
     for path in files:
         try:
             images.append(read_image(path, preprocessing, mode))
-        except Exception as err:  # PIL raises many types for truncated or foreign files
+        except unreadable_image_errors() as err:
             raise ConfigError(f"calibration image {path}: {type(err).__name__}: {err}") from None
     x = torch.stack(images).float().div_(255)
     x = (x - mean) / std

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from lightnets.errors import ConfigError
+from lightnets.errors import ConfigError, unreadable_image_errors
 from lightnets.train.datasets import cifar_root, load_cifar, load_digits, read_cifar_names
 from lightnets.train.folders import (
     class_dirs,
@@ -76,7 +76,8 @@ class ImageDataset(Dataset):
     """Samples from a list of image files or an in-memory uint8 array, by (epoch, index) key.
 
     Items are (uint8 (C, H, W) tensor, label, None), or (None, label, "path: reason") for an
-    image that cannot be read; `collate` drops those and passes their paths on for reporting.
+    image file that cannot be read; `collate` drops those and passes their paths on for
+    reporting. An in-memory array that fails raises: there is no file to blame, it is a bug.
     """
 
     def __init__(
@@ -105,7 +106,7 @@ class ImageDataset(Dataset):
         def decode(path):
             try:
                 return np.asarray(self._open(path))
-            except Exception:  # reported (or raised with --strict) by __getitem__ instead
+            except unreadable_image_errors():  # reported (or raised with --strict) by __getitem__
                 return None
 
         with ThreadPoolExecutor(threads) as pool:  # PIL decodes without holding the GIL
@@ -130,13 +131,18 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        try:
-            img = self.load(index)
-        except Exception as err:  # PIL raises many types for truncated or foreign files
-            reason = f"{self.paths[index]}: {type(err).__name__}: {err}"
-            if self.strict:
-                raise ConfigError(f"unreadable image {reason} (drop --strict to skip it)") from None
-            return None, self.labels[index], reason
+        if self.arrays is not None and self.arrays[index] is not None:
+            img = self.load(index)  # decoded already (digits, CIFAR, preloaded): no file to blame
+        else:
+            path = self.paths[index]
+            try:
+                img = self._open(path)
+            except unreadable_image_errors() as err:
+                reason = f"{path}: {type(err).__name__}: {err}"
+                if self.strict:
+                    msg = f"unreadable image {reason} (drop --strict to skip it)"
+                    raise ConfigError(msg) from None
+                return None, self.labels[index], reason
         rng = random.Random(hash((self.seed, epoch, index)))
         return to_uint8_tensor(self.transform(img, rng)), self.labels[index], None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightnets.errors import ConfigError
+from lightnets.errors import ConfigError, unreadable_image_errors
 
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -44,7 +44,7 @@ def _check_image(path: str) -> tuple[str | None, tuple[int, int], str]:
         with Image.open(path) as img:
             size, mode = img.size, img.mode
             img.verify()
-    except Exception as err:
+    except unreadable_image_errors() as err:
         return f"{path}: {type(err).__name__}: {err}", (0, 0), ""
     return None, size, mode
 
@@ -108,6 +108,6 @@ def probe_side(data: str, fmt: str, limit: int = 200) -> int | None:
             try:
                 with Image.open(folder / f) as img:
                     sides.append(min(img.size))
-            except Exception:  # unreadable: scan_folder reports it later
+            except unreadable_image_errors():  # scan_folder reports it
                 continue
     return int(np.median(sides)) if sides else None

@@ -68,6 +68,11 @@ def check(cfg: TrainConfig, model: nn.Module | None = None) -> Plan:
         card = lightnets.model_card(cfg.model)  # UnknownNameError with close names
     fmt = data_mod.detect_format(cfg.data, cfg.dataset)
     names = data_mod.class_names(cfg.data, fmt)
+    if len(names) < 2:  # one class: every prediction is right, "val acc 100%" means nothing
+        raise ConfigError(
+            f"--data {cfg.data}: {len(names)} class(es) ({', '.join(names)}); "
+            "training a classifier needs at least two"
+        )
     if cfg.num_classes is not None and cfg.num_classes < len(names):
         raise ConfigError(f"--num-classes {cfg.num_classes} but the data has {len(names)} classes")
     run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
@@ -200,6 +205,12 @@ def open_data(plan: Plan, is_main: bool) -> tuple[data_mod.Splits, TrainConfig]:
     )
     if is_main:
         report.skipped_images(splits.skipped)
+    found = sorted({splits.class_names[y] for y in splits.train.labels})
+    if len(found) < 2:  # e.g. a second class folder whose images are all unreadable
+        raise ConfigError(
+            f"--data {cfg.data}: readable training images in {len(found)} class(es) "
+            f"({', '.join(found)}); training a classifier needs at least two"
+        )
     mode = "L" if cfg.in_chans == 1 else "RGB"
     for split, stats in (("train", splits.train_stats), ("val", splits.val_stats)):
         plan.header += policy.data_notes(stats, pre.img_size, mode, split)
