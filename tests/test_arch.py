@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_commands import make_images
+from test_commands import make_images, one_line_error
 
 import lightnets
 from lightnets import cli
@@ -52,15 +52,6 @@ def tiny_file(tmp_path: Path, text: str = TINY, name: str = "tiny.toml") -> Path
     path = tmp_path / name
     path.write_text(text)
     return path
-
-
-def one_line_error(capsys, argv: list[str]) -> str:
-    """Run the CLI, expect exit status 2 and exactly one line on stderr; return that line."""
-    code = cli.main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
 
 
 # --- the zoo's tables, written and read back, build the zoo's networks
