@@ -1,0 +1,138 @@
+"""The search space of a latency-aware MixNet search ("MixConv: Mixed Depthwise Convolutional
+Kernels", Tan & Le, arXiv:1907.09595, Sec. 4: MnasNet's search with mixed kernels added).
+
+Defines `RowChoices` (what one row may be), `MIXNET_S_SPACE` (MixNet-S's stride skeleton with the
+choices of every row), `build_network` (a table -> the MixNet it declares) and the moves a
+search makes: `sample`, `mutate` (one field of one row, for regularized evolution), `smallest`
+and `largest`.
+
+Deviations from the paper: the paper searches MnasNet's space (kernel 3/5, expansion 3/6, SE
+0/0.25, ...) plus mixed kernels; here the skeleton is fixed to MixNet-S (stem 16, head 1536, its
+11 row strides and 1x1 groups) and each row picks from small lists around MixNet-S's own row,
+so MixNet-S itself is a point of the space (`contains(MIXNET_S)`). The first row stays an
+expansion-1 (depthwise-separable) block as in MixNet-S.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, fields, replace
+
+from lightnets.errors import ConfigError
+from lightnets.models.mixnet import MixNet, MixRow
+
+STEM, HEAD = 16, 1536  # MixNet-S's stem and head widths, fixed
+
+KERNELS = ((3,), (3, 5), (3, 5, 7), (3, 5, 7, 9), (3, 5, 7, 9, 11))
+EXPANSIONS = (3, 6)
+SE_RATIOS = (0.0, 0.25, 0.5)
+ACTS = ("relu", "swish")
+
+
+@dataclass(frozen=True)
+class RowChoices:
+    """The values one row of the table may take; each tuple is ordered cheapest first."""
+
+    n: tuple[int, ...]  # blocks in the row
+    out: tuple[int, ...]  # output channels
+    s: int  # stride of the row's first block (fixed: the skeleton)
+    e: tuple[int, ...] = EXPANSIONS
+    k: tuple[tuple[int, ...], ...] = KERNELS
+    pw: tuple[int, int] = (1, 1)  # groups of the expand / project 1x1 convs (fixed)
+    se: tuple[float, ...] = SE_RATIOS
+    act: tuple[str, ...] = ACTS
+
+
+# the fields a search changes, in MixRow's order
+SEARCHED = ("n", "out", "e", "k", "se", "act")
+
+# fmt: off
+# MixNet-S (models/mixnet.py, MIXNET_S) row by row: repeats within +-1 of its own (at least 1),
+# widths one multiple of 8 (1/5 of the width from 40 channels on) either side of its own.
+#             n          out              s  e
+MIXNET_S_SPACE = (
+    RowChoices((1, 2),    (16, 24),        1, (1,),  pw=(1, 1)),
+    RowChoices((1, 2),    (16, 24, 32),    2,        pw=(2, 2)),
+    RowChoices((1, 2),    (16, 24, 32),    1,        pw=(2, 2)),
+    RowChoices((1, 2),    (32, 40, 48),    2,        pw=(1, 1)),
+    RowChoices((2, 3, 4), (32, 40, 48),    1,        pw=(2, 2)),
+    RowChoices((1, 2),    (64, 80, 96),    2,        pw=(1, 2)),
+    RowChoices((1, 2, 3), (64, 80, 96),    1,        pw=(1, 2)),
+    RowChoices((1, 2),    (96, 120, 144),  1,        pw=(2, 2)),
+    RowChoices((1, 2, 3), (96, 120, 144),  1,        pw=(2, 2)),
+    RowChoices((1, 2),    (160, 200, 240), 2,        pw=(1, 1)),
+    RowChoices((1, 2, 3), (160, 200, 240), 1,        pw=(1, 2)),
+)
+# fmt: on
+
+
+def _row(choices: RowChoices, pick) -> MixRow:
+    """The MixRow of `choices` with each searched field chosen by `pick(field, options)`."""
+    values = {name: pick(name, getattr(choices, name)) for name in SEARCHED}
+    return MixRow(
+        values.pop("n"), values.pop("out"), choices.s, k=values.pop("k"), pw=choices.pw, **values
+    )
+
+
+def sample(
+    rng: random.Random, space: tuple[RowChoices, ...] = MIXNET_S_SPACE
+) -> tuple[MixRow, ...]:
+    """A table drawn uniformly, field by field."""
+    return tuple(_row(c, lambda name, options: rng.choice(options)) for c in space)
+
+
+def smallest(space: tuple[RowChoices, ...] = MIXNET_S_SPACE) -> tuple[MixRow, ...]:
+    """The cheapest table: every field at its first (cheapest) option."""
+    return tuple(_row(c, lambda name, options: options[0]) for c in space)
+
+
+def largest(space: tuple[RowChoices, ...] = MIXNET_S_SPACE) -> tuple[MixRow, ...]:
+    """The most expensive table: every field at its last option."""
+    return tuple(_row(c, lambda name, options: options[-1]) for c in space)
+
+
+def contains(table, space: tuple[RowChoices, ...] = MIXNET_S_SPACE) -> bool:
+    """Whether every row of `table` is one of the space's choices for that row."""
+    if len(table) != len(space):
+        return False
+    return all(
+        row.s == c.s and row.pw == c.pw and all(getattr(row, f) in getattr(c, f) for f in SEARCHED)
+        for row, c in zip(table, space)
+    )
+
+
+def mutate(
+    table, rng: random.Random, space: tuple[RowChoices, ...] = MIXNET_S_SPACE
+) -> tuple[MixRow, ...]:
+    """`table` with one field of one row set to another of its options (regularized evolution,
+    Real et al., arXiv:1802.01548); the row and field are drawn uniformly among those that have
+    a second option."""
+    if not contains(table, space):
+        raise ConfigError("mutate: the table is not in the search space")
+    movable = [(i, f) for i, c in enumerate(space) for f in SEARCHED if len(getattr(c, f)) > 1]
+    i, name = rng.choice(movable)
+    options = [v for v in getattr(space[i], name) if v != getattr(table[i], name)]
+    rows = list(table)
+    rows[i] = replace(rows[i], **{name: rng.choice(options)})
+    return tuple(rows)
+
+
+def differences(a, b) -> list[tuple[int, str]]:
+    """(row, field) of every field in which tables `a` and `b` differ."""
+    return [
+        (i, f.name)
+        for i, (x, y) in enumerate(zip(a, b))
+        for f in fields(MixRow)
+        if getattr(x, f.name) != getattr(y, f.name)
+    ]
+
+
+def small_input_for(img_size: int) -> bool:
+    """Stride-1 stem below 112 px (CIFAR's 32 px), as MixNet's `small_input` is meant for."""
+    return img_size < 112
+
+
+def build_network(table, *, img_size: int = 224, num_classes: int = 1000, **kwargs) -> MixNet:
+    """The MixNet a table of the space declares: MixNet-S's stem and head around `table`."""
+    kwargs.setdefault("small_input", small_input_for(img_size))
+    return MixNet(table, stem=STEM, head=HEAD, num_classes=num_classes, **kwargs)
