@@ -1,0 +1,218 @@
+"""Latency on the target, predicted: a per-part latency table and a fit to whole networks.
+
+A network of the search space is cut into parts (lightnets.search.parts: stem, each MBConv
+block, head). Each distinct part is timed once, alone, on the target (lightnets.search.runner)
+at batch 1; a network is predicted as
+
+    predicted_ms = scale * sum(part_ms) + intercept_ms
+
+with `scale` and `intercept_ms` fitted by least squares to a few networks timed end to end
+(`calibrate`). The fit absorbs what timing parts alone gets wrong on average: per-call overhead
+counted once per part, and work the runtime fuses across part boundaries.
+
+The table is cached as JSON, one file per key: CPU class (lightnets.cpu_class), target and its
+version, threads, image size, stem stride and batch. Folder: `cache_dir` argument, else
+$LIGHTNETS_LATENCY_CACHE, else ~/.cache/lightnets/latency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+from pathlib import Path
+
+from lightnets.search import space
+from lightnets.search.parts import Part, network_parts
+from lightnets.search.runner import LatencyTarget
+from lightnets.search.timing import MIN_RUN_TIME, ROUNDS, Timing, time_modules
+
+CACHE_ENV = "LIGHTNETS_LATENCY_CACHE"
+# networks timed end to end for the fit: smallest, MixNet-S and this many random ones. Not
+# `largest`: its 34 MB of fp32 weights outgrow a 32 MB L3 and run at DRAM speed, unlike the
+# 10-24 MB of 40 random tables, and as one far point it would set the scale alone.
+CALIBRATION_SAMPLES = 6
+# A part timed alone in a loop finds its weights in the core's L2 cache; inside a network the
+# other layers have pushed them out. So each part runs as copies in turn, enough that the
+# copies' weights outgrow a core's L2 (1-2 MiB on current x86 and ARM cores). On MixNet-S at
+# 32 px (ORT fp32, 1 thread, 16 MB of weights) the parts summed to 60% of the network when hot,
+# 91% with copies.
+COLD_BYTES = 4 * 2**20
+MAX_COPIES = 16
+WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lightnets" / "latency")
+
+
+def fit_line(x: list[float], y: list[float]) -> tuple[float, float]:
+    """Least-squares (scale, intercept) of y = scale * x + intercept; intercept only (scale 1)
+    when the x do not spread."""
+    n = len(x)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((a - mx) ** 2 for a in x)
+    if n < 3 or sxx <= 1e-12 * max(mx * mx, 1e-12):
+        return 1.0, my - mx
+    scale = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sxx
+    return scale, my - scale * mx
+
+
+class LatencyPredictor:
+    """Predicted latency (ms, batch 1) of tables of the search space on one target.
+
+    Args:
+        target: "eager", "onnxruntime:fp32", "onnxruntime:int8", ... (LatencyTarget.parse).
+        img_size: input side; `small_input` (stride-1 stem) defaults to space.small_input_for.
+        threads: intra-op threads (default: the cores this process may use).
+        cache_dir: folder of the cached tables (see the module docstring).
+        rounds, min_run_time: interleaved rounds and seconds per round of each timing.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        img_size: int,
+        threads: int | None = None,
+        *,
+        num_classes: int = 1000,
+        small_input: bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        rounds: int = ROUNDS,
+        min_run_time: float = MIN_RUN_TIME,
+    ):
+        from lightnets.profiling.timing import default_threads
+
+        self.target = LatencyTarget.parse(target)
+        self.img_size, self.num_classes = img_size, num_classes
+        self.small_input = space.small_input_for(img_size) if small_input is None else small_input
+        self.threads = threads or default_threads()
+        self.rounds, self.min_run_time = rounds, min_run_time
+        self.path = Path(cache_dir or default_cache_dir()) / f"{_digest(self.key)}.json"
+        self.parts_ms: dict[str, dict] = {}
+        self.fit: dict | None = None
+        self._load()
+
+    @property
+    def key(self) -> dict:
+        """What the cached latencies depend on; a change of any value is another table."""
+        from lightnets.cpu_class import cpu_class
+
+        return {
+            "cpu_class": cpu_class(),
+            "target": self.target.name,
+            "version": self.target.version(),
+            "threads": self.threads,
+            "img_size": self.img_size,
+            "stem_stride": 1 if self.small_input else 2,
+            "batch": 1,
+        }
+
+    def _load(self) -> None:
+        if not self.path.is_file():
+            return
+        try:
+            data = json.loads(self.path.read_text())
+        except json.JSONDecodeError:
+            return  # a damaged cache is re-measured, and rewritten whole
+        if data.get("key") == self.key:  # a digest collision would be another key: ignore it
+            self.parts_ms, self.fit = data.get("parts", {}), data.get("fit")
+
+    def save(self) -> None:
+        from lightnets.files import write_text
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"key": self.key, "fit": self.fit, "parts": self.parts_ms}
+        write_text(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    # ---------------------------------------------------------------- parts
+
+    def parts(self, table) -> list[Part]:
+        return network_parts(
+            table, self.img_size, num_classes=self.num_classes, small_input=self.small_input
+        )
+
+    def measure_parts(self, tables) -> int:
+        """Time the distinct parts of `tables` that the cache lacks, save; how many were timed."""
+        missing = {}
+        for table in tables:
+            for part in self.parts(table):
+                if part.key not in self.parts_ms:
+                    missing[part.key] = part
+        if missing:
+            items = [
+                (k, lambda p=p: self._cold(p.build(), p.example())) for k, p in missing.items()
+            ]
+            timings = time_modules(
+                self.target, items, self.threads, rounds=self.rounds, min_run_time=self.min_run_time
+            )
+            self.parts_ms.update({k: t.to_dict() for k, t in timings.items()})
+            self.save()
+        return len(missing)
+
+    def sum_ms(self, table) -> float:
+        """The sum of the median latencies of the table's parts (timed first where missing)."""
+        self.measure_parts([table])
+        return sum(self.parts_ms[p.key]["median_ms"] for p in self.parts(table))
+
+    # ---------------------------------------------------------------- networks
+
+    def measure(self, tables) -> list[float]:
+        """End-to-end median latency (ms) of each table's network, interleaved rounds."""
+        items = [(str(i), lambda t=t: self._network(t)) for i, t in enumerate(tables)]
+        timings: dict[str, Timing] = time_modules(
+            self.target, items, self.threads, rounds=self.rounds, min_run_time=self.min_run_time
+        )
+        return [timings[str(i)].median_ms for i in range(len(tables))]
+
+    def _network(self, table):
+        model = space.build_network(
+            table,
+            img_size=self.img_size,
+            num_classes=self.num_classes,
+            small_input=self.small_input,
+        ).eval()
+        return model, self.parts(table)[0].example(), 1
+
+    def _cold(self, module, example):
+        """(module, example, copies) with copies enough to push its weights out of L2."""
+        weights = sum(p.numel() for p in module.parameters()) * WEIGHT_BYTES[self.target.precision]
+        return module, example, max(1, min(MAX_COPIES, math.ceil(COLD_BYTES / max(weights, 1))))
+
+    def calibrate(self, tables=None, *, force: bool = False) -> dict:
+        """Fit scale and intercept to end-to-end timings of `tables` (default: smallest, MixNet-S
+        and CALIBRATION_SAMPLES random tables), and cache the fit. A cached fit is kept
+        unless `force` or `tables` is given."""
+        if self.fit is not None and tables is None and not force:
+            return self.fit
+        if tables is None:
+            from lightnets.models.mixnet import MIXNET_S
+
+            rng = random.Random("calibration")  # not the seeds a check draws from
+            tables = [space.smallest(), MIXNET_S]
+            tables += [space.sample(rng) for _ in range(CALIBRATION_SAMPLES)]
+        sums = [self.sum_ms(t) for t in tables]
+        measured = self.measure(tables)
+        scale, intercept = fit_line(sums, measured)
+        self.fit = {
+            "scale": scale,
+            "intercept_ms": intercept,
+            "networks": len(tables),
+            "sum_ms": sums,
+            "measured_ms": measured,
+        }
+        self.save()
+        return self.fit
+
+    def predict(self, table) -> float:
+        """Predicted latency (ms) of `table`'s network; calibrates first when no fit is cached."""
+        if self.fit is None:
+            self.calibrate()
+        return self.fit["scale"] * self.sum_ms(table) + self.fit["intercept_ms"]
+
+
+def _digest(key: dict) -> str:
+    text = json.dumps(key, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

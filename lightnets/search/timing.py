@@ -1,0 +1,99 @@
+"""Timing many small calls on a shared CPU: interleaved rounds of lightnets' own latency timer.
+
+Every round times every call once (lightnets.profiling.measure_latency: warm-up, then
+torch.utils.benchmark's blocked_autorange, median over blocks); a call's latency is the median of
+its rounds, its `min_ms` the fastest round. Interleaving spreads a busy neighbour's burst over
+all calls instead of letting it land on one, and the median of rounds drops that burst. Many
+calls are timed a chunk at a time, each chunk interleaved.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+
+from lightnets.search.runner import Call, LatencyTarget
+
+# a call's seconds per round; blocks are 1-10 ms at batch 1, so >= 10 blocks per round
+MIN_RUN_TIME = 0.1
+ROUNDS = 3
+RETRIES = 2  # re-timings of a round that other processes contended (profiling.timing.contention)
+CHUNK = 8  # calls compiled and interleaved together: a 224 px block's 16 copies take ~100 MB
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds per call: median and fastest over interleaved rounds."""
+
+    median_ms: float
+    min_ms: float
+    rounds: int
+    contended: int = 0  # rounds still contended after RETRIES re-timings
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def time_calls(
+    calls: dict[str, Call],
+    threads: int,
+    *,
+    rounds: int = ROUNDS,
+    min_run_time: float = MIN_RUN_TIME,
+    warmup: int = 3,
+) -> dict[str, Timing]:
+    """The latency of each call, from `rounds` interleaved rounds (see the module docstring).
+
+    A round that other processes contended is timed again, up to RETRIES times, and the fastest
+    attempt kept: contention only ever adds time."""
+    from lightnets.profiling.timing import contention, measure_latency
+
+    token = torch.zeros(1)  # measure_latency reads the batch from its input; calls hold theirs
+    medians: dict[str, list[float]] = {name: [] for name in calls}
+    contended = dict.fromkeys(calls, 0)
+    for r in range(rounds):
+        for name, call in calls.items():
+            attempts = []
+            for attempt in range(RETRIES + 1):
+                latency = measure_latency(
+                    lambda _, call=call: call(),
+                    token,
+                    threads=threads,
+                    warmup=warmup if r == attempt == 0 else 1,
+                    min_run_time=min_run_time,
+                )
+                attempts.append(1e3 * latency.median_s)
+                busy = contention(latency.other_cores, threads)
+                if busy is None:
+                    break
+            contended[name] += busy is not None
+            medians[name].append(min(attempts))
+    return {
+        name: Timing(statistics.median(ms), min(ms), rounds, contended[name])
+        for name, ms in medians.items()
+    }
+
+
+def time_modules(
+    target: LatencyTarget,
+    items: Iterable[tuple[str, Callable[[], tuple[torch.nn.Module, torch.Tensor, int]]]],
+    threads: int,
+    *,
+    rounds: int = ROUNDS,
+    min_run_time: float = MIN_RUN_TIME,
+    chunk: int = CHUNK,
+) -> dict[str, Timing]:
+    """Compile each (name, make) on `target` (`make()` -> (module, example input, copies): see
+    LatencyTarget.compile) and time them in interleaved rounds, `chunk` at a time (all at once
+    would hold every part's copies in memory)."""
+    items, timings = list(items), {}
+    for start in range(0, len(items), chunk):
+        calls = {}
+        for name, make in items[start : start + chunk]:
+            module, example, copies = make()
+            calls[name] = target.compile(module, example, threads, copies)
+        timings.update(time_calls(calls, threads, rounds=rounds, min_run_time=min_run_time))
+    return timings
