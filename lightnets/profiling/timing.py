@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import timeit
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -155,6 +156,7 @@ def measure_latency(
     threads: int | None = None,
     warmup: int = 2,
     min_run_time: float = 0.25,
+    timer: Callable[[], float] = timeit.default_timer,
 ) -> Latency:
     """Time `fn(x)` with torch.utils.benchmark at a fixed number of intra-op threads.
 
@@ -162,6 +164,8 @@ def measure_latency(
     blocked_autorange then picks a block size and repeats blocks for at least `min_run_time`
     seconds. A call slower than `min_run_time` is timed once more after its block-size probe.
     The load other processes put on the CPU meanwhile is recorded (Latency.other_cores).
+    `timer` is the clock; `time.thread_time` (this thread's CPU time) gives the latency of a
+    single-threaded call without the time other processes took the core away.
     """
     if warmup < 0:
         raise ConfigError(f"warmup must be >= 0, got {warmup!r}")
@@ -173,9 +177,11 @@ def measure_latency(
             fn(x)
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
-    timer = benchmark.Timer(stmt="fn(x)", globals={"fn": fn, "x": x}, num_threads=threads)
+    bench = benchmark.Timer(
+        stmt="fn(x)", globals={"fn": fn, "x": x}, num_threads=threads, timer=timer
+    )
     with CpuLoad() as load:
-        m = timer.blocked_autorange(min_run_time=min_run_time)
+        m = bench.blocked_autorange(min_run_time=min_run_time)
     return Latency(
         median_s=m.median,
         iqr_s=m.iqr,

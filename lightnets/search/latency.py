@@ -24,10 +24,14 @@ import os
 import random
 from pathlib import Path
 
+import torch
+from torch import nn
+
+from lightnets.errors import ConfigError
 from lightnets.search import space
 from lightnets.search.parts import Part, network_parts
 from lightnets.search.runner import LatencyTarget
-from lightnets.search.timing import MIN_RUN_TIME, ROUNDS, Timing, time_modules
+from lightnets.search.timing import MIN_RUN_TIME, ROUNDS, Timing, clock_timer, time_modules
 
 CACHE_ENV = "LIGHTNETS_LATENCY_CACHE"
 # networks timed end to end for the fit: smallest, MixNet-S and this many random ones. Not
@@ -36,12 +40,15 @@ CACHE_ENV = "LIGHTNETS_LATENCY_CACHE"
 CALIBRATION_SAMPLES = 6
 # A part timed alone in a loop finds its weights in the core's L2 cache; inside a network the
 # other layers have pushed them out. So each part runs as copies in turn, enough that the
-# copies' weights outgrow a core's L2 (1-2 MiB on current x86 and ARM cores). On MixNet-S at
+# copies' weights and activations together outgrow a core's L2 (1-2 MiB on current x86 and ARM
+# cores); a part whose own activations do (early blocks at 224 px) runs as one. On MixNet-S at
 # 32 px (ORT fp32, 1 thread, 16 MB of weights) the parts summed to 60% of the network when hot,
 # 91% with copies.
 COLD_BYTES = 4 * 2**20
 MAX_COPIES = 16
-WEIGHT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
+STATISTICS = ("median", "min")
+VALUE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}  # weights and activations
+CALL = "call"  # the table's entry for one call of a trivial model: the runtime's overhead
 
 
 def default_cache_dir() -> Path:
@@ -69,6 +76,10 @@ class LatencyPredictor:
         threads: intra-op threads (default: the cores this process may use).
         cache_dir: folder of the cached tables (see the module docstring).
         rounds, min_run_time: interleaved rounds and seconds per round of each timing.
+        statistic: "median" or "min" over the rounds, for parts and networks alike. The median
+            is the usual figure; the fastest round is the steadier one where other processes
+            share the cores (they only ever add time).
+        clock: "wall" or "cpu" (lightnets.search.timing.CLOCKS; "cpu" with 1 thread only).
     """
 
     def __init__(
@@ -82,6 +93,8 @@ class LatencyPredictor:
         cache_dir: str | os.PathLike | None = None,
         rounds: int = ROUNDS,
         min_run_time: float = MIN_RUN_TIME,
+        statistic: str = "median",
+        clock: str = "wall",
     ):
         from lightnets.profiling.timing import default_threads
 
@@ -90,9 +103,16 @@ class LatencyPredictor:
         self.small_input = space.small_input_for(img_size) if small_input is None else small_input
         self.threads = threads or default_threads()
         self.rounds, self.min_run_time = rounds, min_run_time
+        if statistic not in STATISTICS:
+            raise ConfigError(
+                f"statistic must be one of {', '.join(STATISTICS)}, got {statistic!r}"
+            )
+        self.statistic = statistic
+        clock_timer(clock, self.threads)  # checked here, before anything is timed
+        self.clock = clock
         self.path = Path(cache_dir or default_cache_dir()) / f"{_digest(self.key)}.json"
         self.parts_ms: dict[str, dict] = {}
-        self.fit: dict | None = None
+        self.fits: dict[str, dict] = {}  # statistic -> fit
         self._load()
 
     @property
@@ -108,6 +128,7 @@ class LatencyPredictor:
             "img_size": self.img_size,
             "stem_stride": 1 if self.small_input else 2,
             "batch": 1,
+            "clock": self.clock,
         }
 
     def _load(self) -> None:
@@ -118,14 +139,19 @@ class LatencyPredictor:
         except json.JSONDecodeError:
             return  # a damaged cache is re-measured, and rewritten whole
         if data.get("key") == self.key:  # a digest collision would be another key: ignore it
-            self.parts_ms, self.fit = data.get("parts", {}), data.get("fit")
+            self.parts_ms, self.fits = data.get("parts", {}), data.get("fits", {})
 
     def save(self) -> None:
         from lightnets.files import write_text
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"key": self.key, "fit": self.fit, "parts": self.parts_ms}
+        data = {"key": self.key, "fits": self.fits, "parts": self.parts_ms}
         write_text(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    @property
+    def fit(self) -> dict | None:
+        """scale, intercept_ms and the networks they were fitted on, for this statistic."""
+        return self.fits.get(self.statistic)
 
     # ---------------------------------------------------------------- parts
 
@@ -136,36 +162,39 @@ class LatencyPredictor:
 
     def measure_parts(self, tables) -> int:
         """Time the distinct parts of `tables` that the cache lacks, save; how many were timed."""
-        missing = {}
+        missing = {} if CALL in self.parts_ms else {CALL: None}
         for table in tables:
             for part in self.parts(table):
                 if part.key not in self.parts_ms:
                     missing[part.key] = part
         if missing:
             items = [
-                (k, lambda p=p: self._cold(p.build(), p.example())) for k, p in missing.items()
+                (k, lambda p=p: self._cold(p) if p else _trivial()) for k, p in missing.items()
             ]
-            timings = time_modules(
-                self.target, items, self.threads, rounds=self.rounds, min_run_time=self.min_run_time
-            )
+            timings = self._time(items)
             self.parts_ms.update({k: t.to_dict() for k, t in timings.items()})
             self.save()
         return len(missing)
 
     def sum_ms(self, table) -> float:
-        """The sum of the median latencies of the table's parts (timed first where missing)."""
+        """The sum of the latencies of the table's parts (timed first where missing), each less
+        the runtime's cost of one call (CALL): inside the network the parts are no calls."""
         self.measure_parts([table])
-        return sum(self.parts_ms[p.key]["median_ms"] for p in self.parts(table))
+        stat = f"{self.statistic}_ms"
+        call = self.parts_ms[CALL][stat]
+        return sum(self.parts_ms[p.key][stat] - call for p in self.parts(table))
 
     # ---------------------------------------------------------------- networks
 
     def measure(self, tables) -> list[float]:
-        """End-to-end median latency (ms) of each table's network, interleaved rounds."""
+        """End-to-end latency (ms, the statistic's) of each table's network, interleaved rounds."""
         items = [(str(i), lambda t=t: self._network(t)) for i, t in enumerate(tables)]
-        timings: dict[str, Timing] = time_modules(
-            self.target, items, self.threads, rounds=self.rounds, min_run_time=self.min_run_time
-        )
-        return [timings[str(i)].median_ms for i in range(len(tables))]
+        timings = self._time(items)
+        return [getattr(timings[str(i)], f"{self.statistic}_ms") for i in range(len(tables))]
+
+    def _time(self, items) -> dict[str, Timing]:
+        return time_modules(self.target, items, self.threads, rounds=self.rounds,
+                            min_run_time=self.min_run_time, clock=self.clock)  # fmt: skip
 
     def _network(self, table):
         model = space.build_network(
@@ -174,12 +203,16 @@ class LatencyPredictor:
             num_classes=self.num_classes,
             small_input=self.small_input,
         ).eval()
-        return model, self.parts(table)[0].example(), 1
+        return model, self.parts(table)[0].example(), 1, (False, False)
 
-    def _cold(self, module, example):
-        """(module, example, copies) with copies enough to push its weights out of L2."""
-        weights = sum(p.numel() for p in module.parameters()) * WEIGHT_BYTES[self.target.precision]
-        return module, example, max(1, min(MAX_COPIES, math.ceil(COLD_BYTES / max(weights, 1))))
+    def _cold(self, part: Part):
+        """(module, example, copies, inner) with copies enough to push the part's weights out of
+        L2 (see COLD_BYTES) and its boundaries inside the network where they are."""
+        module = part.build()
+        values = sum(p.numel() for p in module.parameters()) + part.values()
+        copies = math.ceil(COLD_BYTES / (values * VALUE_BYTES[self.target.precision]))
+        inner = (part.kind != "stem", part.kind != "head")
+        return module, part.example(), max(1, min(MAX_COPIES, copies)), inner
 
     def calibrate(self, tables=None, *, force: bool = False) -> dict:
         """Fit scale and intercept to end-to-end timings of `tables` (default: smallest, MixNet-S
@@ -196,7 +229,7 @@ class LatencyPredictor:
         sums = [self.sum_ms(t) for t in tables]
         measured = self.measure(tables)
         scale, intercept = fit_line(sums, measured)
-        self.fit = {
+        self.fits[self.statistic] = {
             "scale": scale,
             "intercept_ms": intercept,
             "networks": len(tables),
@@ -211,6 +244,11 @@ class LatencyPredictor:
         if self.fit is None:
             self.calibrate()
         return self.fit["scale"] * self.sum_ms(table) + self.fit["intercept_ms"]
+
+
+def _trivial():
+    """A model that does next to nothing, for the cost of one call: a 1x1 conv on one value."""
+    return nn.Conv2d(1, 1, 1).eval(), torch.zeros(1, 1, 1, 1), 1, (False, False)
 
 
 def _digest(key: dict) -> str:

@@ -60,6 +60,15 @@ class Part:
             return (1, 1)
         return tuple(math.ceil(s / self.stride) for s in self.size)
 
+    def values(self) -> int:
+        """Activation values one call reads or writes (batch 1): input, output and, in a
+        block, the expanded tensor at both resolutions; the head's conv output before the pool."""
+        (h, w), (ho, wo) = self.size, self.out_size
+        if self.kind == "head":
+            return (self.in_channels + self.out_channels) * h * w + self.classes
+        mid = make_divisible(self.in_channels * self.e) if self.kind == "block" else 0
+        return (self.in_channels + mid) * h * w + (mid + self.out_channels) * ho * wo
+
     def example(self, batch: int = 1) -> Tensor:
         """A random input of this part's shape."""
         generator = torch.Generator().manual_seed(0)

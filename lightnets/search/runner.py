@@ -58,13 +58,24 @@ class LatencyTarget:
 
         return verified_on(self.runtime)["runtime_version"]
 
-    def compile(self, module: nn.Module, example: Tensor, threads: int, copies: int = 1) -> Call:
+    def compile(
+        self,
+        module: nn.Module,
+        example: Tensor,
+        threads: int,
+        copies: int = 1,
+        inner: tuple[bool, bool] = (False, False),
+    ) -> Call:
         """`module` on this target, ready to run `example` (batch and shape fixed) with
         `threads` intra-op threads; the returned call runs one inference.
 
         With `copies` > 1 the target holds that many copies of the module (each its own weights
         in memory) and each call runs the next one in turn, so that a copy's weights have left
         the fast caches by its next call, as a layer's have inside a network.
+
+        `inner`: whether the module's input and output lie inside a network (a block: both; the
+        stem: the output; the head: the input). onnxruntime:int8 then takes and gives uint8
+        tensors there, as the network passes them on (lightnets.search.qdq).
         """
         if self.runtime == "eager":
             import copy
@@ -90,6 +101,12 @@ class LatencyTarget:
                 calibration,
                 {},
             )
+            if (self.runtime, self.precision) == ("onnxruntime", "int8") and any(inner):
+                from lightnets.search.qdq import strip_boundaries
+
+                strip_boundaries(path, inputs=inner[0], outputs=inner[1])
+                if inner[0]:  # the quantized input: any bytes time the same
+                    x = np.random.default_rng(0).integers(0, 256, x.shape, dtype=np.uint8)
             # each load holds its own weights; a runtime reads the file in full, and one that
             # compiles lazily does so on the first run, while the files exist
             runs = [target.load(path, threads) for _ in range(copies)]
