@@ -6,8 +6,8 @@ end on the same target, threads and image size.
 
 The part table and the fit are cached (--cache-dir, default ~/.cache/lightnets/latency): a second
 run only times the networks; --fresh times everything again in a temporary cache. Prints one row
-per network and the median and max absolute relative error; the goal is <= 10% median and <= 25%
-max.
+per network and the median and max absolute relative error (the goal: <= 10% median, <= 25% max),
+and how far a second timing of the same networks moves (the "repeat" column: the noise floor).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ COLUMNS = (
     Column("predicted", "predicted",  ".3f"),
     Column("measured",  "measured",   ".3f"),
     Column("error",     "error %",    "+.1f"),
+    Column("repeat",    "repeat %",   "+.1f"),
 )
 # fmt: on
 
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--min-run-time", type=float, default=MIN_RUN_TIME)
     parser.add_argument("--statistic", choices=("median", "min"), default="median")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--no-repeat", action="store_true", help="time each network once")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument(
         "--fresh", action="store_true", help="time everything again (a temporary cache)"
@@ -61,7 +63,8 @@ def main() -> None:
         statistic=args.statistic,
         clock=args.clock,
                                  cache_dir=tmp or args.cache_dir)  # fmt: skip
-    check = check_predictor(args.target, args.img_size, args.n, args.seed, predictor=predictor)
+    check = check_predictor(args.target, args.img_size, args.n, args.seed, predictor=predictor,
+                            repeat=not args.no_repeat)  # fmt: skip
     elapsed = time.perf_counter() - start
     rows = []
     for i, arch in enumerate(check.archs):
@@ -74,6 +77,7 @@ def main() -> None:
             "predicted": arch.predicted_ms,
             "measured": arch.measured_ms,
             "error": 100 * arch.rel_error,
+            "repeat": None if arch.repeat_error is None else 100 * arch.repeat_error,
         })  # fmt: skip
     print(render_table(rows, COLUMNS))
     fit = check.fit
@@ -89,6 +93,12 @@ def main() -> None:
         f"{fit['intercept_ms']:+.3f} ms; {len(predictor.parts_ms)} parts in the table "
         f"({contended} part rounds contended); {elapsed:.0f} s"
     )
+    if check.repeat_errors():
+        median, worst = check.repeat_errors()
+        print(
+            f"the same networks timed again: |change| median {100 * median:.1f}%, "
+            f"max {100 * worst:.1f}% (the noise floor)"
+        )
     print(machine_line(machine_info("cpu", args.threads, predictor.target.runtime)))
     if tmp:
         shutil.rmtree(tmp)

@@ -18,10 +18,18 @@ class ArchCheck:
     table: tuple
     predicted_ms: float
     measured_ms: float
+    remeasured_ms: float | None = None  # a second end-to-end timing, later: the noise floor
 
     @property
     def rel_error(self) -> float:
         return (self.predicted_ms - self.measured_ms) / self.measured_ms
+
+    @property
+    def repeat_error(self) -> float | None:
+        """How far the second timing strays from the first, relative to the first."""
+        if self.remeasured_ms is None:
+            return None
+        return (self.remeasured_ms - self.measured_ms) / self.measured_ms
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,11 @@ class PredictorCheck:
     def max_abs_error(self) -> float:
         return max(abs(a.rel_error) for a in self.archs)
 
+    def repeat_errors(self) -> tuple[float, float] | None:
+        """Median and max |repeat_error|: how well a timing predicts the next one."""
+        errors = [abs(a.repeat_error) for a in self.archs if a.remeasured_ms is not None]
+        return (statistics.median(errors), max(errors)) if errors else None
+
 
 def check_predictor(
     target: str,
@@ -46,12 +59,15 @@ def check_predictor(
     *,
     threads: int | None = None,
     predictor: LatencyPredictor | None = None,
+    repeat: bool = False,
     **kwargs,
 ) -> PredictorCheck:
     """Draw `n` tables with `random.Random(seed)`, predict each and time it end to end.
 
     The predictor is calibrated (or its cached fit used) before the check, on networks other than
-    these: the check measures prediction, not the fit. `kwargs` go to LatencyPredictor.
+    these: the check measures prediction, not the fit. With `repeat`, the networks are timed a
+    second time after the first, which shows how far a timing itself moves (the noise floor
+    any prediction is judged against). `kwargs` go to LatencyPredictor.
     """
     predictor = predictor or LatencyPredictor(target, img_size, threads, **kwargs)
     fit = predictor.calibrate()
@@ -60,5 +76,6 @@ def check_predictor(
     predictor.measure_parts(tables)  # all parts in one interleaved timing
     predicted = [predictor.predict(t) for t in tables]
     measured = predictor.measure(tables)
-    archs = [ArchCheck(t, p, m) for t, p, m in zip(tables, predicted, measured)]
+    again = predictor.measure(tables) if repeat else [None] * n
+    archs = [ArchCheck(*row) for row in zip(tables, predicted, measured, again)]
     return PredictorCheck(archs, fit)

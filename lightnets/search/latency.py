@@ -2,16 +2,18 @@
 
 A network of the search space is cut into parts (lightnets.search.parts: stem, each MBConv
 block, head). Each distinct part is timed once, alone, on the target (lightnets.search.runner)
-at batch 1; a network is predicted as
+at batch 1, as it runs inside a network: its weights out of the core's caches (COLD_BYTES) and,
+for int8, uint8 tensors at its boundaries (lightnets.search.qdq). A network is predicted as
 
-    predicted_ms = scale * sum(part_ms) + intercept_ms
+    predicted_ms = scale * sum(part_ms - call_ms) + intercept_ms
 
-with `scale` and `intercept_ms` fitted by least squares to a few networks timed end to end
-(`calibrate`). The fit absorbs what timing parts alone gets wrong on average: per-call overhead
-counted once per part, and work the runtime fuses across part boundaries.
+where call_ms is the runtime's cost of one call of a trivial model (each part timed alone is a
+call; inside the network it is not), and `scale` and `intercept_ms` are fitted by least squares
+to a few networks timed end to end (`calibrate`): the network's own call, and on average what
+timing parts alone still gets wrong.
 
 The table is cached as JSON, one file per key: CPU class (lightnets.cpu_class), target and its
-version, threads, image size, stem stride and batch. Folder: `cache_dir` argument, else
+version, threads, image size, stem stride, batch and clock. Folder: `cache_dir` argument, else
 $LIGHTNETS_LATENCY_CACHE, else ~/.cache/lightnets/latency.
 """
 
