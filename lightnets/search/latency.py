@@ -13,8 +13,8 @@ to a few networks timed end to end (`calibrate`): the network's own call, and on
 timing parts alone still gets wrong.
 
 The table is cached as JSON, one file per key: CPU class (lightnets.cpu_class), target and its
-version, threads, image size, stem stride, batch and clock. Folder: `cache_dir` argument, else
-$LIGHTNETS_LATENCY_CACHE, else ~/.cache/lightnets/latency.
+version, threads, image size, stem stride, batch, clock and METHOD. Folder: `cache_dir`
+argument, else $LIGHTNETS_LATENCY_CACHE, else ~/.cache/lightnets/latency.
 """
 
 from __future__ import annotations
@@ -41,15 +41,19 @@ CACHE_ENV = "LIGHTNETS_LATENCY_CACHE"
 # 10-24 MB of 40 random tables, and as one far point it would set the scale alone.
 CALIBRATION_SAMPLES = 6
 # A part timed alone in a loop finds its weights in the core's L2 cache; inside a network the
-# other layers have pushed them out. So each part runs as copies in turn, enough that the
-# copies' weights and activations together outgrow a core's L2 (1-2 MiB on current x86 and ARM
-# cores); a part whose own activations do (early blocks at 224 px) runs as one. On MixNet-S at
-# 32 px (ORT fp32, 1 thread, 16 MB of weights) the parts summed to 60% of the network when hot,
-# 91% with copies.
+# other layers have pushed them out. So a part whose weights outweigh its activations runs as
+# copies in turn, enough that the copies outgrow a core's L2 (1-2 MiB on current x86 and ARM
+# cores). Each copy has its own activation buffers too, which the network does not (the runtime
+# reuses them from layer to layer, warm), so a part with more activations than weights runs as
+# one. Measured (ORT, 1 thread, a busy machine): MixNet-S at 32 px fp32, where weights dominate,
+# parts summed to 60% of the network timed alone, 91% as copies; a sampled network at 224 px
+# int8 (timed at 16.2 and 18.0 ms) summed to 16.4 ms alone, 19.2 ms all as copies and 16.7 ms
+# with copies of the weight-heavy parts only.
 COLD_BYTES = 4 * 2**20
 MAX_COPIES = 16
 STATISTICS = ("median", "min")
 VALUE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}  # weights and activations
+METHOD = 2  # how parts are timed; a cached table of another method is timed again
 CALL = "call"  # the table's entry for one call of a trivial model: the runtime's overhead
 
 
@@ -131,6 +135,7 @@ class LatencyPredictor:
             "stem_stride": 1 if self.small_input else 2,
             "batch": 1,
             "clock": self.clock,
+            "method": METHOD,
         }
 
     def _load(self) -> None:
@@ -208,13 +213,16 @@ class LatencyPredictor:
         return model, self.parts(table)[0].example(), 1, (False, False)
 
     def _cold(self, part: Part):
-        """(module, example, copies, inner) with copies enough to push the part's weights out of
-        L2 (see COLD_BYTES) and its boundaries inside the network where they are."""
+        """(module, example, copies, inner): copies as COLD_BYTES says, and the part's
+        boundaries inside the network where they are."""
         module = part.build()
-        values = sum(p.numel() for p in module.parameters()) + part.values()
-        copies = math.ceil(COLD_BYTES / (values * VALUE_BYTES[self.target.precision]))
+        weights = sum(p.numel() for p in module.parameters())
+        copies = math.ceil(
+            COLD_BYTES / ((weights + part.values()) * VALUE_BYTES[self.target.precision])
+        )
+        copies = max(1, min(MAX_COPIES, copies)) if weights >= part.values() else 1
         inner = (part.kind != "stem", part.kind != "head")
-        return module, part.example(), max(1, min(MAX_COPIES, copies)), inner
+        return module, part.example(), copies, inner
 
     def calibrate(self, tables=None, *, force: bool = False) -> dict:
         """Fit scale and intercept to end-to-end timings of `tables` (default: smallest, MixNet-S
