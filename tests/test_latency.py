@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -205,6 +206,38 @@ def test_predicted_eager_latency_is_near_the_measured(tmp_path):
     table = TABLES["sample"]
     predicted, (measured,) = predictor.predict(table), predictor.measure([table])
     assert predicted > 0 and 0.2 < predicted / measured < 5  # a sanity bound, not a claim
+
+
+@pytest.mark.slow
+def test_an_int8_part_with_quantized_boundaries_computes_the_same(tmp_path):
+    """The stripped part fed the input's quantized values gives the quantized output."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import numpy_helper
+
+    from lightnets.deploy.onnx import ort_session
+    from lightnets.deploy.reparam import reparameterize
+    from lightnets.deploy.targets import get_target
+    from lightnets.search.qdq import strip_boundaries
+
+    part = network_parts(MIXNET_S, 32)[5]  # a block with its residual
+    x = part.example()
+    path = get_target("onnxruntime").export(
+        reparameterize(part.build()), tmp_path / "p.onnx", x, "int8", [part.example(4)], {}
+    )
+    full = onnx.load(str(path))
+    values = {t.name: numpy_helper.to_array(t) for t in full.graph.initializer}
+    q = next(n for n in full.graph.node if n.input[0] == "input")
+    dq = next(n for n in full.graph.node if n.output[0] == "output")
+    (expected,) = ort_session(path, 1).run(None, {"input": x.numpy()})
+    strip_boundaries(path, inputs=True, outputs=True)
+    scale, zero = values[q.input[1]], values[q.input[2]].astype(np.int32)
+    xq = np.clip(np.round(x.numpy() / scale) + zero, 0, 255).astype(np.uint8)
+    session = ort_session(path, 1)
+    assert session.get_inputs()[0].type == session.get_outputs()[0].type == "tensor(uint8)"
+    (yq,) = session.run(None, {session.get_inputs()[0].name: xq})
+    y = (yq.astype(np.float32) - values[dq.input[2]]) * values[dq.input[1]]
+    np.testing.assert_allclose(y, expected, atol=1e-6)
 
 
 @pytest.mark.slow

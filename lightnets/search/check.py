@@ -64,18 +64,22 @@ def check_predictor(
 ) -> PredictorCheck:
     """Draw `n` tables with `random.Random(seed)`, predict each and time it end to end.
 
-    The predictor is calibrated (or its cached fit used) before the check, on networks other than
-    these: the check measures prediction, not the fit. With `repeat`, the networks are timed a
-    second time after the first, which shows how far a timing itself moves (the noise floor
-    any prediction is judged against). `kwargs` go to LatencyPredictor.
+    The predictor is fitted anew on its calibration networks (other networks than these: the
+    check measures prediction, not the fit), which are timed in the same interleaved rounds as
+    the checked ones, so that a change of machine load between the fit and the check does not
+    pass for an error of the prediction. With `repeat`, all are timed a second time after the
+    first, which shows how far a timing itself moves (the noise floor any prediction is judged
+    against). `kwargs` go to LatencyPredictor.
     """
     predictor = predictor or LatencyPredictor(target, img_size, threads, **kwargs)
-    fit = predictor.calibrate()
     rng = random.Random(seed)
     tables = [space.sample(rng) for _ in range(n)]
-    predictor.measure_parts(tables)  # all parts in one interleaved timing
+    calibration = predictor.calibration_tables()
+    predictor.measure_parts(calibration + tables)  # the missing parts of all, interleaved
+    measured = predictor.measure(calibration + tables)
+    fit = predictor.calibrate(calibration, measured=measured[: len(calibration)])
     predicted = [predictor.predict(t) for t in tables]
-    measured = predictor.measure(tables)
+    measured = measured[len(calibration) :]
     again = predictor.measure(tables) if repeat else [None] * n
     archs = [ArchCheck(*row) for row in zip(tables, predicted, measured, again)]
     return PredictorCheck(archs, fit)

@@ -33,13 +33,23 @@ from lightnets.errors import ConfigError
 from lightnets.search import space
 from lightnets.search.parts import Part, network_parts
 from lightnets.search.runner import LatencyTarget
-from lightnets.search.timing import MIN_RUN_TIME, ROUNDS, Timing, clock_timer, time_modules
+from lightnets.search.timing import (
+    CHUNK,
+    MIN_RUN_TIME,
+    ROUNDS,
+    Timing,
+    clock_timer,
+    time_modules,
+)
 
 CACHE_ENV = "LIGHTNETS_LATENCY_CACHE"
 # networks timed end to end for the fit: smallest, MixNet-S and this many random ones. Not
 # `largest`: its 34 MB of fp32 weights outgrow a 32 MB L3 and run at DRAM speed, unlike the
 # 10-24 MB of 40 random tables, and as one far point it would set the scale alone.
 CALIBRATION_SAMPLES = 6
+# networks compiled and interleaved together (a 224 px fp32 network holds ~100 MB): the more
+# share the rounds, the less a change of machine load between them shows as a difference
+NETWORK_CHUNK = 32
 # A part timed alone in a loop finds its weights in the core's L2 cache; inside a network the
 # other layers have pushed them out. So a part whose weights outweigh its activations runs as
 # copies in turn, enough that the copies outgrow a core's L2 (1-2 MiB on current x86 and ARM
@@ -196,12 +206,19 @@ class LatencyPredictor:
     def measure(self, tables) -> list[float]:
         """End-to-end latency (ms, the statistic's) of each table's network, interleaved rounds."""
         items = [(str(i), lambda t=t: self._network(t)) for i, t in enumerate(tables)]
-        timings = self._time(items)
+        timings = self._time(items, chunk=NETWORK_CHUNK)
         return [getattr(timings[str(i)], f"{self.statistic}_ms") for i in range(len(tables))]
 
-    def _time(self, items) -> dict[str, Timing]:
-        return time_modules(self.target, items, self.threads, rounds=self.rounds,
-                            min_run_time=self.min_run_time, clock=self.clock)  # fmt: skip
+    def _time(self, items, chunk: int = CHUNK) -> dict[str, Timing]:
+        return time_modules(
+            self.target,
+            items,
+            self.threads,
+            rounds=self.rounds,
+            min_run_time=self.min_run_time,
+            clock=self.clock,
+            chunk=chunk,
+        )
 
     def _network(self, table):
         model = space.build_network(
@@ -224,20 +241,16 @@ class LatencyPredictor:
         inner = (part.kind != "stem", part.kind != "head")
         return module, part.example(), copies, inner
 
-    def calibrate(self, tables=None, *, force: bool = False) -> dict:
-        """Fit scale and intercept to end-to-end timings of `tables` (default: smallest, MixNet-S
-        and CALIBRATION_SAMPLES random tables), and cache the fit. A cached fit is kept
-        unless `force` or `tables` is given."""
+    def calibrate(self, tables=None, *, measured=None, force: bool = False) -> dict:
+        """Fit scale and intercept to end-to-end timings of `tables` (default:
+        `calibration_tables()`), and cache the fit. `measured`: their timings, when the caller
+        has them (check_predictor times them with its own networks). A cached fit is kept unless
+        `force` or `tables` is given."""
         if self.fit is not None and tables is None and not force:
             return self.fit
-        if tables is None:
-            from lightnets.models.mixnet import MIXNET_S
-
-            rng = random.Random("calibration")  # not the seeds a check draws from
-            tables = [space.smallest(), MIXNET_S]
-            tables += [space.sample(rng) for _ in range(CALIBRATION_SAMPLES)]
+        tables = self.calibration_tables() if tables is None else tables
         sums = [self.sum_ms(t) for t in tables]
-        measured = self.measure(tables)
+        measured = self.measure(tables) if measured is None else list(measured)
         scale, intercept = fit_line(sums, measured)
         self.fits[self.statistic] = {
             "scale": scale,
@@ -248,6 +261,16 @@ class LatencyPredictor:
         }
         self.save()
         return self.fit
+
+    @staticmethod
+    def calibration_tables() -> list:
+        """smallest, MixNet-S and CALIBRATION_SAMPLES random tables (their own seed)."""
+        from lightnets.models.mixnet import MIXNET_S
+
+        rng = random.Random("calibration")  # not the seeds a check draws from
+        return [space.smallest(), MIXNET_S] + [
+            space.sample(rng) for _ in range(CALIBRATION_SAMPLES)
+        ]
 
     def predict(self, table) -> float:
         """Predicted latency (ms) of `table`'s network; calibrates first when no fit is cached."""
