@@ -2,7 +2,7 @@
 any "<runtime>:<precision>" of lightnets.deploy.targets.TARGETS) and the call that is timed.
 
 - eager: the module as built, eval mode, torch.inference_mode (`lightnets profile --runtime
-  eager`'s runner, lightnets.deploy.runtimes.eager_runner).
+  eager`'s runner, lightnets.deploy.artifacts.eager_runner).
 - a deployment target: the module as `lightnets export` ships it (re-parameterized: BN folded,
   mixed convs merged), written by the target's own exporter and run by its own loader. int8 is
   calibrated on random inputs: the ranges change values, not which kernels run.
@@ -80,7 +80,7 @@ class LatencyTarget:
         if self.runtime == "eager":
             import copy
 
-            from lightnets.deploy.runtimes import eager_runner
+            from lightnets.deploy.artifacts import eager_runner
 
             modules = [module] + [copy.deepcopy(module) for _ in range(copies - 1)]
             runs = [eager_runner(m, example, threads, None) for m in modules]
