@@ -322,8 +322,8 @@ def test_verify_fails_when_the_artifact_computes_differently(exported, tmp_path,
 
     path = _copy_with_sidecar(exported["onnxruntime"], tmp_path / "m.onnx")
     metadata = json.loads(sidecar.sidecar_path(path).read_text())
-    inputs, logits = reference.read_reference(exported["onnxruntime"], metadata)
-    reference.write_reference(path, metadata, inputs, logits[:, ::-1] * 3)
+    stored = reference.read_reference(exported["onnxruntime"], metadata)
+    reference.write_reference(path, metadata, stored.inputs, stored.logits[:, ::-1] * 3)
     assert cli.main(["verify", str(path)]) == 1
     assert capsys.readouterr().out.startswith("DIFFERS")
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from lightnets.deploy.reference import MIN_CONFIDENT, TIE_FACTOR, judge_int8
+from lightnets.deploy.reference import (
+    MIN_CONFIDENT,
+    TIE_FACTOR,
+    Reference,
+    check_reference,
+    compare,
+    judge_int8,
+)
 
 RULE = {"min_agreement": 0.9, "min_cosine": 0.9}
 
@@ -81,3 +88,46 @@ def test_an_embedding_model_is_judged_by_the_cosine_alone():
     expected = logits(64, margin=0.01)
     check = judge_int8(noisy(expected, 0.2), expected, **RULE, classifier=False)
     assert check.passed and check.note is None
+
+
+# ---------------------------------------------------------------- `lightnets verify`'s rule
+
+
+def _flip(rows: np.ndarray, images) -> np.ndarray:
+    """Swap the top two logits of the given rows: their top-1 changes, little else does."""
+    rows = rows.copy()
+    for i in images:
+        order = np.argsort(rows[i])
+        rows[i, order[-1]], rows[i, order[-2]] = rows[i, order[-2]], rows[i, order[-1]]
+    return rows
+
+
+def test_verify_passes_an_int8_file_that_reproduces_its_export_outputs():
+    """16 reference images with two flipped at export (87.5%, under 90%): the same outputs here
+    mean the export's verdict, made on every calibration image, holds; the plain rule alone
+    would refuse the file on the machine that exported it."""
+    expected = logits(16, margin=1.0)
+    exported = _flip(noisy(expected, 0.02), [3, 7])
+    stored = Reference(expected, expected, exported)
+    here = exported + 1e-4
+    assert not compare(here, expected, "int8", RULE).passed
+    check = check_reference(here, stored, "int8", RULE)
+    assert check.passed and check.same_as_export == 1.0 and "exporting machine" in check.note
+    assert check.export_agreement == 0.875
+
+
+def test_verify_fails_an_int8_file_that_computes_differently_here():
+    """Other kernels flipping other images (top-1 as at export on 13 of 16): not reproduced."""
+    expected = logits(16, margin=1.0)
+    exported = _flip(noisy(expected, 0.02), [3, 7])
+    here = _flip(exported, [0, 1, 2])
+    check = check_reference(here, Reference(expected, expected, exported), "int8", RULE)
+    assert not check.passed and check.same_as_export == 13 / 16
+
+
+def test_verify_without_export_outputs_keeps_the_export_rule():
+    """A reference set written before the artifact's outputs were stored: the plain rule."""
+    expected = logits(16, margin=1.0)
+    here = _flip(noisy(expected, 0.02), [3, 7])
+    check = check_reference(here, Reference(expected, expected, None), "int8", RULE)
+    assert not check.passed and check.same_as_export is None

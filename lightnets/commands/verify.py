@@ -6,8 +6,9 @@
 Every export stores a few of the inputs it was checked on and the PyTorch model's fp32 logits
 (`<artifact>.ref.npz`, lightnets.deploy.reference). This command runs the artifact on them with
 this machine's runtime and CPU and applies the export check's rule: fp32/fp16/bf16 within the
-relative error the export allowed, int8 by top-1 agreement and logit cosine. It prints both CPU
-classes, the one that verified the artifact at export and this one: int8 and bf16 kernels differ
+relative error the export allowed, int8 by top-1 agreement and logit cosine; an int8 file that
+reproduces its outputs on the exporting machine (also stored) passes, since the export judged it
+on every calibration image and 16 are few. It prints both CPU classes, the one that verified the artifact at export and this one: int8 and bf16 kernels differ
 between AVX2, AVX-512 VNNI, AMX and ARM. Exit status 0 when every artifact passes, 1 when one
 computes differently, 2 when one cannot be checked (a missing or edited sidecar, another
 artifact's reference set, a changed file, a runtime that is not installed).
@@ -47,17 +48,17 @@ def verify(path, threads: int | None = None) -> dict:
         raise FileNotFoundError(f"{path}: no such file")
     metadata = sidecar.read_sidecar(path)
     target = targets.require(targets.target_for_artifact(path), to_run=True)
-    inputs, expected = reference.read_reference(path, metadata)
-    run = targets.load_artifact(target, path, inputs[:1].shape, threads)
-    actual = run_in_batches(run, inputs, metadata["batch"])
-    check = reference.compare(actual, expected, metadata["precision"],
-                              metadata["reference"]["limits"])  # fmt: skip
+    stored = reference.read_reference(path, metadata)
+    run = targets.load_artifact(target, path, stored.inputs[:1].shape, threads)
+    actual = run_in_batches(run, stored.inputs, metadata["batch"])
+    check = reference.check_reference(actual, stored, metadata["precision"],
+                                      metadata["reference"]["limits"])  # fmt: skip
     verified = metadata.get("verification", {})
     return {
         "artifact": str(path),
         "runtime": target.runtime,
         "precision": metadata["precision"],
-        "images": int(inputs.shape[0]),
+        "images": int(stored.inputs.shape[0]),
         **{k: v for k, v in check.__dict__.items() if v is not None and k != "passed"},
         "cpu_class": cpu_class(),
         "verified_on": verified.get("cpu_class", "unknown"),
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             figures = f"relative error {row['relative_error']:.1e}"
         else:
             figures = f"agreement {100 * row['agreement']:.1f}%, cosine {row['cosine']:.4f}"
+        if "same_as_export" in row:
+            figures += (f" (top-1 as at export on {100 * row['same_as_export']:.0f}%, cosine "
+                        f"{row['cosine_vs_export']:.4f} with the export's outputs)")  # fmt: skip
         print(
             f"{'ok' if row['passed'] else 'DIFFERS'}  {row['artifact']} ({row['runtime']} "
             f"{row['precision']}): {figures} on {row['images']} reference inputs; ran on "

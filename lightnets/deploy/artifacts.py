@@ -122,8 +122,9 @@ def export_verified(
         metadata = {**metadata, **read_sidecar(path)}
         sidecar_path(path).unlink()
     try:
-        verification = _verify_export(loaded, target, path, final.name, precision, calibration,
-                                      metadata, rtol, min_agreement, min_cosine)  # fmt: skip
+        verification, exported = _verify_export(loaded, target, path, final.name, precision,
+                                                calibration, metadata, rtol, min_agreement,
+                                                min_cosine)  # fmt: skip
     except Exception as err:  # whatever failed: set the artifact aside, then re-raise
         rejected = staged(final, target, "rejected")
         move_artifact(path, rejected)
@@ -145,13 +146,15 @@ def export_verified(
         else {"rtol": FLOAT_RTOL[precision] if rtol is None else rtol}
     )
     inputs = list(calibration) if precision == "int8" else _float_inputs(loaded)
-    attach_reference(loaded, final, metadata, inputs, limits)
+    attach_reference(loaded, final, metadata, inputs, limits, exported)
     return metadata
 
 
-def attach_reference(loaded, artifact: Path, metadata: dict, inputs, limits: dict) -> None:
+def attach_reference(loaded, artifact: Path, metadata: dict, inputs, limits: dict,
+                     exported: Tensor | None = None) -> None:  # fmt: skip
     """Store the reference set beside `artifact` (lightnets.deploy.reference) and write the
-    sidecar that names it; `metadata` must be otherwise final."""
+    sidecar that names it; `metadata` must be otherwise final. `exported`: the artifact's own
+    outputs on the first reference inputs, as this machine computes them."""
     from lightnets.deploy.reference import IMAGES, reference_path, write_reference
 
     x = torch.cat(list(inputs))[:IMAGES]
@@ -162,7 +165,8 @@ def attach_reference(loaded, artifact: Path, metadata: dict, inputs, limits: dic
         "images": x.shape[0],
         "limits": limits,
     }
-    write_reference(artifact, metadata, x.numpy(), logits.numpy())
+    write_reference(artifact, metadata, x.numpy(), logits.numpy(),
+                    None if exported is None else exported.numpy())  # fmt: skip
     write_sidecar(artifact, metadata)
 
 
@@ -197,7 +201,11 @@ def move_artifact(source: Path, destination: Path) -> None:
 
 
 def _verify_export(loaded, target, path, name, precision, calibration, metadata, rtol,
-                   min_agreement, min_cosine) -> Verification:  # fmt: skip
+                   min_agreement, min_cosine) -> tuple[Verification, Tensor]:  # fmt: skip
+    """The export check, and the artifact's outputs on the reference inputs (the first IMAGES
+    of the checked ones) for the reference set."""
+    from lightnets.deploy.reference import IMAGES
+
     run = target.load(path)
     inputs = list(calibration) if precision == "int8" else _float_inputs(loaded)
     verification = verify_artifact(
@@ -212,7 +220,8 @@ def _verify_export(loaded, target, path, name, precision, calibration, metadata,
         name=f"{target.runtime} {name}",
         classifier=_classifier(loaded),
     )
-    return verification
+    first = torch.cat(inputs)[:IMAGES]
+    return verification, run_batches(run, [first], metadata.get("batch"))
 
 
 # ------------------------------------------------------------------ runners that profile times
