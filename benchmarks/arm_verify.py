@@ -12,8 +12,8 @@ NEON, ncnn ARM) under qemu-user emulation. Timings under emulation mean nothing;
    RUNTIMES (`lightnets export`); checkpoints and artifacts are cached by their settings.
 3. Copies each artifact's files (sidecar "files", the sidecar, its "reference") into the root
    file system and runs `python3 -m lightnets verify ARTIFACT --format json --threads 1` there:
-   `qemu-aarch64-static -cpu CPU -L ROOTFS ROOTFS/usr/bin/python3`. Before that command exists,
-   a smoke check runs instead: this file itself, emulated (`--child`), runs the artifact on 16
+   `qemu-aarch64-static -cpu CPU -L ROOTFS ROOTFS/usr/bin/python3`. With --smoke a check of
+   its own runs instead: this file itself, emulated (`--child`), runs the artifact on 16
    validation images and the host compares with the fp32 ONNX model and with the same artifact
    run on x86.
 4. Prints the table (and writes arm_verify.json / arm_verify.md to --out).
@@ -460,35 +460,26 @@ def stage_artifact(path: Path, cache: Path) -> str:
     return f"{inside}/{path.name}"
 
 
-def has_verify() -> bool:
-    """`lightnets verify` runs under emulation only once it imports without torch (it does not
-    yet: the runtimes' loaders live in modules that import torch); the smoke check stands in."""
-    return os.environ.get("LIGHTNETS_ARM_VERIFY") == "1"
-
-
 def verify(path: Path, runtime: str, env: dict, cache: Path, cpu: str, row: dict) -> dict:
-    """`lightnets verify` under emulation: the row's ARM figures and status."""
+    """`lightnets verify` under emulation (it needs only numpy and the runtime): the row's ARM
+    figures against fp32 and against the artifact's own outputs on x86 at export."""
     inside = stage_artifact(path, cache)
     extra = "site-executorch" if runtime == "executorch" else ""
     args = ["-m", "lightnets", "verify", inside, "--format", "json", "--threads", "1"]
     done = emulated(env, cache, cpu, args, extra)
     try:
-        report = json.loads(done.stdout)
-    except json.JSONDecodeError:
+        report = json.loads(done.stdout)[0]
+    except (json.JSONDecodeError, IndexError):
         tail = (done.stderr.strip().split("\n") or ["?"])[-1]
-        return row | {"status": f"verify exit {done.returncode}: {tail}"}
-    report = report[0] if isinstance(report, list) else report
-    report = report.get("artifacts", [report])[0] if "artifacts" in report else report
-    pick = lambda *keys: next((report[k] for k in keys if k in report), None)  # noqa: E731
-    passed = pick("passed", "pass", "ok")
-    status = pick("status") or ("pass" if passed else "fail" if passed is not None else "?")
-    return row | {
-        "arm_agreement": pick("agreement", "top1_agreement"),
-        "arm_cosine": pick("cosine", "logit_cosine"),
-        "arm_cpu": pick("cpu", "cpu_class", "machine") or row["arm_cpu"],
-        "export_cpu": pick("verified_on", "export_cpu"),
-        "status": f"{status} (exit {done.returncode})",
-    }
+        return row | {"status": f"verify exit {done.returncode}: {tail[:160]}"}
+    figures = {"arm_agreement": report.get("agreement"), "arm_cosine": report.get("cosine"),
+               "arm_vs_x86_agreement": report.get("same_as_export"),
+               "arm_vs_x86_cosine": report.get("cosine_vs_export"),
+               "arm_cpu": report["cpu_class"], "export_cpu": report["verified_on"]}  # fmt: skip
+    if "relative_error" in report:  # float precisions: the export check's relative error
+        figures["arm_relative_error"] = report["relative_error"]
+    verdict = "pass" if report["passed"] else "DIFFERS"
+    return row | figures | {"status": f"verify: {verdict}"}
 
 
 def smoke_inputs(sidecar: dict, data: Path, count: int):
@@ -510,7 +501,7 @@ def smoke_inputs(sidecar: dict, data: Path, count: int):
 
 def smoke(path: Path, runtime: str, run: Path, env: dict, cache: Path, cpu: str, row: dict,
           data: Path) -> dict:  # fmt: skip
-    """Until `lightnets verify` lands: the artifact on ARM vs fp32 (ONNX on x86) and vs itself
+    """--smoke: the artifact on ARM vs fp32 (ONNX on x86) and vs itself
     on x86, on SMOKE_IMAGES validation images."""
     import numpy as np
 
@@ -571,7 +562,8 @@ def _cosine(a, b) -> float:
 COLUMNS = (("model", "model"), ("runtime", "runtime"), ("precision", "precision"),
            ("arm_agreement", "agreement ARM"), ("arm_cosine", "cosine ARM"),
            ("x86_agreement", "agreement x86 (export)"), ("arm_vs_x86_agreement", "ARM = x86 top-1"),
-           ("arm_vs_x86_cosine", "cosine ARM vs x86"), ("arm_cpu", "ARM CPU"),
+           ("arm_vs_x86_cosine", "cosine ARM vs x86"), ("arm_relative_error", "rel. error ARM"),
+           ("arm_cpu", "ARM CPU"),
            ("status", "status"))  # fmt: skip
 
 
@@ -602,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="host threads for training")
     parser.add_argument("--cpu", default=DEFAULT_CPU, help=f"qemu -cpu model [{DEFAULT_CPU}]")
     parser.add_argument("--smoke", action="store_true",
-                        help="the built-in check even when `lightnets verify` exists")  # fmt: skip
+                        help="the built-in check instead of `lightnets verify`")  # fmt: skip
     parser.add_argument("--env-only", action="store_true", help="build the env, probe, stop")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -631,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is None:
         parser.error("--data is required (an image folder with train/ and val/)")
     data = subset(args.data.resolve(), args.images_per_class, cache)
-    use_verify = has_verify() and not args.smoke
+    use_verify = not args.smoke
     rows = []
     for model in args.models.split(","):
         t0 = time.perf_counter()

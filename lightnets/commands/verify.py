@@ -8,10 +8,11 @@ Every export stores a few of the inputs it was checked on and the PyTorch model'
 this machine's runtime and CPU and applies the export check's rule: fp32/fp16/bf16 within the
 relative error the export allowed, int8 by top-1 agreement and logit cosine; an int8 file that
 reproduces its outputs on the exporting machine (also stored) passes, since the export judged it
-on every calibration image and 16 are few. It prints both CPU classes, the one that verified the artifact at export and this one: int8 and bf16 kernels differ
-between AVX2, AVX-512 VNNI, AMX and ARM. Exit status 0 when every artifact passes, 1 when one
-computes differently, 2 when one cannot be checked (a missing or edited sidecar, another
-artifact's reference set, a changed file, a runtime that is not installed).
+on every calibration image and 16 are few. It prints both CPU classes, the one that verified
+the artifact at export and this one: int8 and bf16 kernels differ between AVX2, AVX-512 VNNI,
+AMX and ARM. Exit status 0 when every artifact passes, 1 when one computes differently, 2 when
+one cannot be checked (a missing or edited sidecar, another artifact's reference set, a changed
+file, a runtime that is not installed).
 """
 
 from __future__ import annotations
