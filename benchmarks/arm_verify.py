@@ -451,7 +451,7 @@ def stage_artifact(path: Path, cache: Path) -> str:
     sidecar = json.loads(Path(f"{path}.json").read_text())
     names = [*sidecar.get("files", [path.name]), f"{path.name}.json"]
     if sidecar.get("reference"):
-        names.append(sidecar["reference"])
+        names.append(sidecar["reference"]["file"])
     inside = f"{STAGE}/artifacts/{path.parent.name}"
     target = cache / "rootfs" / inside.lstrip("/")
     target.mkdir(parents=True, exist_ok=True)
