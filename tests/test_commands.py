@@ -126,10 +126,12 @@ def test_predict_expands_folders_and_reports_unreadable_images(run, tmp_path, ca
     assert captured.err.count("\n") == 1 and "broken.png" in captured.err
 
 
-def test_export_uses_the_runs_size_and_classes(run, tmp_path, capsys):
+@pytest.mark.parametrize("how", ["--checkpoint RUN", "RUN in place of MODEL"])
+def test_export_uses_the_runs_size_and_classes(how, run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "m.onnx"
-    assert cli.main(["export", "--checkpoint", str(run), "-o", str(out)]) == 0, capsys.readouterr()
+    source = ["--checkpoint", str(run)] if how.startswith("--") else [str(run)]
+    assert cli.main(["export", *source, "-o", str(out)]) == 0, capsys.readouterr()
     from lightnets.deploy.loaders import read_onnx_metadata as read_metadata
 
     meta = read_metadata(out)

@@ -104,6 +104,16 @@ def add_checkpoint(
     parser.add_argument("--checkpoint", required=required, help=help)
 
 
+def model_or_run(model: str | None, checkpoint: str | None) -> tuple[str | None, str | None]:
+    """(checkpoint, model name): a run dir or weights file given in place of MODEL is the
+    checkpoint, and the model is the one it records."""
+    from pathlib import Path
+
+    if model is not None and checkpoint is None and Path(model).exists():
+        return model, None
+    return checkpoint, model
+
+
 def device_name(text: str) -> str:
     import re
 

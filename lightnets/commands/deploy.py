@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _flags.parse_args(build_parser(), argv)
     runtimes, precisions, keep_float = _checked_choices(args)
-    checkpoint, name = args.checkpoint, args.model
-    if Path(args.model).exists():  # a run dir or weights file in place of the name
-        checkpoint, name = args.model, None
+    checkpoint, name = _flags.model_or_run(args.model, args.checkpoint)
     loaded = load_checkpoint(checkpoint, name, prefer_ema=not args.no_ema, img_size=args.img_size)
     artifacts.check_input_size(loaded)  # before a minute of exports
     out = Path(args.output or "deploy")

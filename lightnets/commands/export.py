@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument(
-        "model", nargs="?", help="registered model name or alias (default: the checkpoint's)"
+        "model",
+        nargs="?",
+        help="registered model name or alias (default: the checkpoint's), or a run dir / weights "
+        "file",
     )
     _flags.add_output(p, required=True, help="file to write")
     _flags.add_checkpoint(p)
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = _flags.parse_args(parser, argv)
+    args.checkpoint, args.model = _flags.model_or_run(args.model, args.checkpoint)
     args.model = _flags.model_for_arch(args.model, args.arch, "MODEL")
     if args.model is None and args.checkpoint is None:
         parser.error("name a MODEL or give a --checkpoint")
