@@ -224,6 +224,44 @@ def test_verify_artifact_fails_on_disagreement():
         checks.verify_artifact(wrong, model, "fp32", inputs)
 
 
+def test_int8_refused_by_agreement_is_judged_on_labelled_images_when_given():
+    """lightnets deploy hands the export check a judge on its labelled images: it decides an
+    int8 artifact the agreement rule refuses while its logits keep the cosine, and it is never
+    asked about a broken one (turned logits)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).eval()
+    inputs = [torch.randn(32, 4)]
+    flipped = set(range(8))  # a quarter of the images: top-1 swapped with the runner-up
+
+    def shaky(x):
+        out = model(torch.from_numpy(x)).detach().numpy().copy()
+        for i in flipped:
+            top2 = out[i].argsort()[-2:]
+            out[i, top2] = out[i, top2[::-1]]
+        return out
+
+    asked = []
+
+    def judge(verdict):
+        return lambda run, batch: asked.append(run) or (verdict, "top-1 drop 0.4 on 100 images")
+
+    with pytest.raises(ValueError, match="strays from fp32"):
+        checks.verify_artifact(shaky, model, "int8", inputs)
+    accepted = checks.verify_artifact(shaky, model, "int8", inputs, labelled=judge(True))
+    assert accepted.agreement == 0.75 and accepted.note == "top-1 drop 0.4 on 100 images"
+    assert "(>= 90%)" not in accepted.summary()
+    with pytest.raises(ValueError, match="strays from fp32.*top-1 drop 0.4 on 100 images"):
+        checks.verify_artifact(shaky, model, "int8", inputs, labelled=judge(False))
+    asked.clear()
+
+    def turned(x):
+        return -model(torch.from_numpy(x)).detach().numpy()
+
+    with pytest.raises(ValueError, match="strays from fp32"):
+        checks.verify_artifact(turned, model, "int8", inputs, labelled=judge(True))
+    assert asked == []
+
+
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
     """A verified fp32 ONNX file and OpenVINO IR of the trained model (with sidecars)."""

@@ -104,13 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     calibration = _calibration(args, loaded) if "int8" in precisions else None
     dataset = _eval_data(args, loaded)
     deployed = reparameterize(loaded.model)  # for the targets that want it (Target.reparameterize)
-    cells = _export_all(loaded, deployed, runtimes, precisions, out, calibration, keep_float)
+    eager = _reference_cell(loaded, dataset, threads)
+    labelled = _labelled_judge(loaded, dataset, eager.top1, args.max_drop)
+    cells = _export_all(loaded, deployed, runtimes, precisions, out, calibration, keep_float,
+                        labelled)  # fmt: skip
     ok = [c for c in cells if c.status == "ok"]
     if not ok:
         print(render([_row(c, None, args.batch) for c in cells], _columns(), args.format))
         raise ConfigError("no artifact could be exported and verified (see the table)")
 
-    eager = _score(loaded, dataset, ok, threads)
+    _score(loaded, dataset, ok, threads)
     shape = (loaded.in_chans, loaded.preprocessing.img_size, loaded.preprocessing.img_size)
     print(f"timing {len(ok) + 1} cells, {args.rounds} interleaved rounds", file=sys.stderr)
     busy = matrix.time_cells(
@@ -171,25 +174,46 @@ def _checked_choices(args) -> tuple[list[str], list[str], list[str]]:
     return runtimes, precisions, keep_float
 
 
-def _score(loaded, dataset, cells, threads: int):
-    """Top-1/top-5 of the PyTorch model and of each cell's artifact on `dataset` (filled into the
-    cells, which are loaded for timing on the way); returns the PyTorch model's cell."""
+def _reference_cell(loaded, dataset, threads: int):
+    """The PyTorch model's cell: its runner and its top-1/top-5 on `dataset`."""
     import torch
 
-    from lightnets.deploy import checks, matrix, targets
+    from lightnets.deploy import matrix
 
-    print(
-        f"evaluating {len(cells)} artifacts and PyTorch on {len(dataset)} images", file=sys.stderr
-    )
     torch.set_num_threads(threads)
     eager = matrix.Cell("pytorch", "fp32", note="eager, the reference")
     eager.run, eager.metadata = _eager_runner(loaded.model), {}
     eager.top1, eager.top5 = _accuracy(loaded, dataset, loaded.model)
+    return eager
+
+
+def _labelled_judge(loaded, dataset, reference_top1: float, max_drop: float):
+    """int8 judged where it matters when top-1 agreement with fp32 refuses it: the top-1 drop
+    on the labelled images, within --max-drop (checks.verify_artifact's `labelled`)."""
+    from lightnets.deploy import checks
+
+    def judge(run, batch) -> tuple[bool, str]:
+        top1, _ = _accuracy(loaded, dataset, checks.ArtifactModule(run, batch))
+        drop = reference_top1 - top1
+        accepted = drop <= max_drop
+        return accepted, (
+            f"on {len(dataset)} labelled images top-1 {top1:.2f}% vs PyTorch {reference_top1:.2f}%"
+            f" (drop {drop:.2f} {'<=' if accepted else '>'} --max-drop {max_drop:g})"
+        )
+
+    return judge
+
+
+def _score(loaded, dataset, cells, threads: int) -> None:
+    """Top-1/top-5 of each cell's artifact on `dataset` (filled into the cells, which are loaded
+    for timing on the way)."""
+    from lightnets.deploy import checks, targets
+
+    print(f"evaluating {len(cells)} artifacts on {len(dataset)} images", file=sys.stderr)
     for cell in cells:
         cell.run = targets.get_target(cell.runtime).load(cell.path, threads)
         module = checks.ArtifactModule(cell.run, cell.metadata.get("batch"))
         cell.top1, cell.top5 = _accuracy(loaded, dataset, module)
-    return eager
 
 
 def _notes(args, result: dict, winner: dict | None, timed: int, out: Path) -> list[str]:
@@ -249,7 +273,7 @@ def _row(cell, reference_top1, batch):
     return cell_row(cell, reference_top1, batch)
 
 
-def _export_all(loaded, deployed, runtimes, precisions, out, calibration, keep_float):
+def _export_all(loaded, deployed, runtimes, precisions, out, calibration, keep_float, labelled):
     """One cell per installed runtime x precision it has; a 'missing' row per absent runtime."""
     from lightnets.deploy import matrix, targets
 
@@ -264,12 +288,14 @@ def _export_all(loaded, deployed, runtimes, precisions, out, calibration, keep_f
         for precision in (p for p in precisions if p in target.precisions):
             model = deployed if target.reparameterize else loaded.model
             cells.append(
-                _export_cell(loaded, model, target, precision, out, calibration, keep_float)
+                _export_cell(
+                    loaded, model, target, precision, out, calibration, keep_float, labelled
+                )  # fmt: skip
             )
     return cells
 
 
-def _export_cell(loaded, deployed, target, precision, out, calibration, keep_float):
+def _export_cell(loaded, deployed, target, precision, out, calibration, keep_float, labelled):
     from lightnets.deploy import artifacts, matrix
     from lightnets.errors import LightnetsError
 
@@ -285,8 +311,10 @@ def _export_cell(loaded, deployed, target, precision, out, calibration, keep_flo
             deployed=deployed,
             calibration=calibration if precision == "int8" else None,
             keep_float=keep_float if precision == "int8" else (),
+            labelled=labelled,
         )
         cell.path = path
+        cell.note = cell.metadata["verification"].get("note", "")
     except LightnetsError as err:  # not installed, or the artifact failed its check
         cell.status = "missing" if isinstance(err, ImportError) else "failed"
         cell.note = " ".join(str(err).split())

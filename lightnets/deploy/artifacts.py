@@ -82,12 +82,15 @@ def export_verified(
     min_agreement: float = INT8_MIN_AGREEMENT,
     min_cosine: float = INT8_MIN_COSINE,
     extra: dict | None = None,
+    labelled: Callable | None = None,
 ) -> dict:
     """Export `loaded` (a checkpoints.LoadedModel) for `runtime` in `precision` at `path`, load
     it back, check it against the PyTorch model (`verify_artifact`) and write the sidecar.
 
     `deployed` is the module to export (default: `reparameterize(loaded.model)`: BN folded, mixed
-    convs merged); the reference is always `loaded.model`. Returns the sidecar's metadata.
+    convs merged); the reference is always `loaded.model`. `labelled`: a judge on labelled
+    images for an int8 artifact the agreement rule refuses (checks.verify_artifact). Returns the
+    sidecar's metadata.
     """
     target = require(get_target(runtime))
     check_precision(target, precision)
@@ -124,7 +127,7 @@ def export_verified(
     try:
         verification, exported = _verify_export(loaded, target, path, final.name, precision,
                                                 calibration, metadata, rtol, min_agreement,
-                                                min_cosine)  # fmt: skip
+                                                min_cosine, labelled)  # fmt: skip
     except Exception as err:  # whatever failed: set the artifact aside, then re-raise
         rejected = staged(final, target, "rejected")
         move_artifact(path, rejected)
@@ -201,7 +204,7 @@ def move_artifact(source: Path, destination: Path) -> None:
 
 
 def _verify_export(loaded, target, path, name, precision, calibration, metadata, rtol,
-                   min_agreement, min_cosine) -> tuple[Verification, Tensor]:  # fmt: skip
+                   min_agreement, min_cosine, labelled) -> tuple[Verification, Tensor]:  # fmt: skip
     """The export check, and the artifact's outputs on the reference inputs (the first IMAGES
     of the checked ones) for the reference set."""
     from lightnets.deploy.reference import IMAGES
@@ -219,6 +222,7 @@ def _verify_export(loaded, target, path, name, precision, calibration, metadata,
         min_cosine=min_cosine,
         name=f"{target.runtime} {name}",
         classifier=_classifier(loaded),
+        labelled=labelled,
     )
     first = torch.cat(inputs)[:IMAGES]
     return verification, run_batches(run, [first], metadata.get("batch"))
