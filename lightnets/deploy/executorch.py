@@ -17,11 +17,12 @@ which XNNPACK takes, so the whole network is one delegate call.
 The metadata is embedded as a constant method `lightnets_metadata` returning its JSON (a string),
 next to the sidecar the caller writes.
 
-Re-parameterization: XNNPACK lowering folds BN into the convs itself (and PT2E's prepare does
-for int8), and it runs MixConv's split depthwise convs faster than one zero-padded merged conv
-(MixNet-S: 39M vs 63M depthwise MACs). Measured at 224 px, batch 1, one thread on a loaded
-machine: MixNet-S 41 ms as it is vs 57 ms after `reparameterize` (LiteRT: 25 vs 44 ms). So
-export the trained model here, not its merged copy.
+Re-parameterization: none. `lightnets export`, `lightnets deploy` and
+lightnets.deploy.artifacts.export_verified hand this module the model as trained, in fp32 and
+int8 alike (`reparameterize=False` in this runtime's row of lightnets.deploy.targets.TARGETS):
+XNNPACK lowering folds BN into the convs itself (PT2E's prepare does for int8), and it runs
+MixConv's split depthwise convs faster than one zero-padded merged conv. Measured in
+docs/deploy.md, section "Re-parameterization".
 """
 
 from __future__ import annotations

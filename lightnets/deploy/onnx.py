@@ -4,13 +4,12 @@
 (weights and activations in float16, inputs and outputs kept float32) and int8 (onnxruntime's
 own static quantizer, lightnets.deploy.quantize).
 
-Exporter choice (torch 2.13, measured here on MixNet-S): the default torch.export-based exporter
-(`dynamo=True`) writes opset 18; asked for opset <= 17 it fails to down-convert ReduceMean and
-silently keeps 18. The TorchScript exporter (`dynamo=False`) writes the opset asked for, and was
-about 2x faster on MixNet-S here (reparameterized: 7-10 s vs 16 s, side by side on a loaded
-machine). So opset <= 17 uses the TorchScript exporter, opset >= 18 the dynamo one; `dynamo=`
-overrides. Both give a dynamic batch axis; the graphs differ only in ReduceMean/Reshape vs
-GlobalAveragePool/Flatten, and ORT ran both at the same speed within noise.
+Exporter choice: opset <= 17 uses the TorchScript-based exporter (`dynamo=False`), opset >= 18
+the torch.export-based one; `dynamo=` overrides. With torch 2.13 the torch.export-based exporter
+writes opset 18 even when asked for less (it cannot down-convert ReduceMean), while the
+TorchScript-based one writes the opset asked for and exports faster. Both give a dynamic batch
+axis and graphs that ONNX Runtime runs at the same speed. Measured in docs/deploy.md, section
+"ONNX exporter".
 """
 
 from __future__ import annotations
