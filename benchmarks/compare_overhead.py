@@ -1,8 +1,12 @@
 """What `lightnets compare` costs on top of the training it schedules: the wall time of one compare
 against the same trials run as `lightnets train` commands back to back, interleaved repeats.
 
-    python benchmarks/compare_overhead.py --data ../shared/data/cifar10-5k --images-per-class 40 \\
+    python benchmarks/compare_overhead.py --data cifar10-5k --images-per-class 40 \\
         --models mobilenet_v2_w035 vgnet_g_1_0mp --seeds 2 --epochs 1 --repeats 3
+
+cifar10-5k is the docs' CIFAR-10 subset (400 training and 100 validation photos a class, 32 px,
+both from CIFAR-10's training set): `python benchmarks/cifar10_subset.py cifar-10-binary.tar.gz
+cifar10-5k` makes it from CIFAR-10's binary release.
 
 Both sides train the same models x seeds with the same flags and threads; the compare reserves every
 core per trial (`--cpus-per-trial`, default all), so it runs its trials one at a time like the

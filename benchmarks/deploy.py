@@ -7,7 +7,7 @@ plain export, ORT on the re-parameterized export, ORT on the re-parameterized ex
 aligned to ORT's blocked layout (lightnets.deploy.layout), and OpenVINO on the re-parameterized
 export when installed. Every row's output is compared with the eager model's (relative error).
 
-    python benchmarks/deploy.py                       # the table (2 threads, 224 px)
+    python benchmarks/deploy.py                       # docs/deploy.md's table (2 threads, 224 px)
     python benchmarks/deploy.py --rounds 3 --batch 1  # quicker
     python benchmarks/deploy.py --mixconv             # MixConv2d split vs merged, training step
     python benchmarks/deploy.py --wait-idle           # on a shared machine (Linux): see below

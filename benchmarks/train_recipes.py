@@ -1,8 +1,12 @@
 """Accuracy of training settings on a real image folder: each setting x model x seed is one
 `lightnets train` run; the table gives val top-1 per epoch (mean and per-seed) and images/s.
 
-    python benchmarks/train_recipes.py --data ../shared/data/cifar10-5k --epochs 3 \\
+    python benchmarks/train_recipes.py --data cifar10-5k --epochs 3 \\
         --models mixnet_s mobilenet_v2_w035 --seeds 0 1 --settings old new -o /tmp/recipes
+
+cifar10-5k is the docs' CIFAR-10 subset (400 training and 100 validation photos a class, 32 px,
+both from CIFAR-10's training set): `python benchmarks/cifar10_subset.py cifar-10-binary.tar.gz
+cifar10-5k` makes it from CIFAR-10's binary release.
 
 Settings are named lists of extra `lightnets train` flags (SETTINGS below); runs that already
 finished in OUT are reused, so an interrupted sweep continues where it stopped.

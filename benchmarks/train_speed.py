@@ -2,8 +2,12 @@
 an earlier one (the baseline), interleaved repeats in one process, each run a fresh subprocess.
 
     git worktree add /tmp/before 6aaf679          # the code to compare against
-    python benchmarks/train_speed.py --data ../shared/data/cifar10-5k --before /tmp/before \\
+    python benchmarks/train_speed.py --data cifar10-5k --before /tmp/before \\
         --models mixnet_s mobilenet_v2_w035 --images-per-class 200 --repeats 3
+
+cifar10-5k is the docs' CIFAR-10 subset (400 training and 100 validation photos a class, 32 px,
+both from CIFAR-10's training set): `python benchmarks/cifar10_subset.py cifar-10-binary.tar.gz
+cifar10-5k` makes it from CIFAR-10's binary release.
 
 Every run trains 1 epoch at 32 px with only `--model --data --img-size --epochs` set (what a new
 user types), so the figure includes the defaults each version chooses: threads, DataLoader workers,
