@@ -18,7 +18,6 @@ fastest artifact within --max-drop points of the PyTorch top-1. """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -86,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from lightnets.checkpoints import load_checkpoint
+    from lightnets.cpu import default_threads
     from lightnets.deploy import artifacts, matrix, reparameterize
     from lightnets.errors import ConfigError
     from lightnets.files import check_writable
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output or "deploy")
     (out / "artifacts").mkdir(parents=True, exist_ok=True)
     check_writable(out / "deploy.json", "-o")
-    threads = args.threads or len(os.sched_getaffinity(0))
+    threads = args.threads or default_threads()
 
     calibration = _calibration(args, loaded) if "int8" in precisions else None
     dataset = _eval_data(args, loaded)

@@ -55,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from lightnets.checkpoints import load_checkpoint
+    from lightnets.cpu import cpu_threads
     from lightnets.errors import ConfigError
     from lightnets.train import data as data_mod
     from lightnets.train.config import TrainConfig
-    from lightnets.train.distributed import cpu_threads, pick_device
+    from lightnets.train.distributed import pick_device
     from lightnets.train.evaluate import eval_dataset, evaluate, plot_confusion
 
     parser = build_parser()

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from lightnets.checkpoints import Preprocessing, build_model, preprocessing
+from lightnets.cpu import cpu_threads
 from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.files import write_text
 from lightnets.train import checkpoint as ckpt
@@ -276,7 +277,7 @@ def build_run(
     cfg, lines = policy.memory_format(cfg, dist.device.type)
     plan.header += lines
     if plan.device.type == "cpu":
-        torch.set_num_threads(distributed.cpu_threads(cfg.threads, cfg.workers))
+        torch.set_num_threads(cpu_threads(cfg.threads, cfg.workers))
     train_loader, val_loader = make_loaders(cfg, splits, dist)
     model = place_model(cfg, model, dist)
     optimizer = optim.build_optimizer(cfg, model)
