@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lightnets import rundir
 from lightnets.errors import CheckpointError, ConfigError
 from lightnets.registry import IMAGENET_MEAN, IMAGENET_STD, ModelCard, model_card, resolve_name
 
@@ -105,22 +106,21 @@ def _head_differs(model: nn.Module, source: str) -> bool:
 def weights_path(path: str | os.PathLike, prefer_ema: bool = True) -> Path:
     """The weights file a --checkpoint names: a run dir resolves to best/ (else last/), a
     checkpoint dir to its EMA weights when present and `prefer_ema`, else model.safetensors."""
-    from lightnets.train.checkpoint import find_checkpoint
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"--checkpoint {path}: no such file or directory")
     if not path.is_dir():
         return path
-    if not (path / "model.safetensors").is_file():  # a run dir, not a checkpoint dir
-        found = find_checkpoint(path, "best") or find_checkpoint(path, "last")
+    if not rundir.is_checkpoint_dir(path):  # a run dir
+        found = rundir.find_checkpoint(path, rundir.BEST)
+        found = found or rundir.find_checkpoint(path, rundir.LAST)
         if found is None:
             raise CheckpointError(
                 f"--checkpoint {path}: no best/ or last/ checkpoint and no model.safetensors"
             )
         path = found
-    ema = path / "ema.safetensors"
-    return ema if prefer_ema and ema.is_file() else path / "model.safetensors"
+    ema = path / rundir.EMA_WEIGHTS
+    return ema if prefer_ema and ema.is_file() else path / rundir.MODEL_WEIGHTS
 
 
 def read_checkpoint(

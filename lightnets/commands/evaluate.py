@@ -25,6 +25,7 @@ import json
 import sys
 from pathlib import Path
 
+from lightnets import rundir
 from lightnets.commands import _flags
 
 
@@ -140,10 +141,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _confusion_path(output: str | None, weights: Path | None, data: str, run_data: str | None):
     folder = Path(output) if output else (weights.parent if weights else Path("."))
-    if folder.name in ("best", "last") and (folder.parent / "config.json").is_file():
-        folder = folder.parent  # a run's picture goes in the run dir, beside curves.png
+    folder = rundir.run_of(folder) or folder  # a run's picture goes in the run dir, beside curves
     if run_data is not None and Path(data).resolve() == Path(run_data).resolve():
-        return folder / "confusion.png"
+        return folder / rundir.CONFUSION
     stem = Path(data).resolve().name or "data"
     return folder / f"confusion-{stem}.png"
 

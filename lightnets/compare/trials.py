@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lightnets import rundir
 from lightnets.files import write_text
 
 FINISHED, RESUME, NEW = "finished", "resume", "new"
@@ -56,19 +57,13 @@ def read_json(path: Path, default=None):
         return default
 
 
-def has_checkpoint(run_dir: Path) -> bool:
-    return (run_dir / "config.json").is_file() and any(
-        (run_dir / d / "state.pt").is_file() for d in ("last", ".last.old", "best")
-    )
-
-
 def trial_status(run_dir: str | Path) -> str:
     """FINISHED (every epoch in metrics.json), RESUME (a checkpoint to continue) or NEW."""
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json")
-    if not config or not has_checkpoint(run_dir):
+    config = read_json(run_dir / rundir.CONFIG)
+    if not config or not rundir.has_checkpoint(run_dir):
         return NEW
-    rows = read_json(run_dir / "metrics.json", [])
+    rows = read_json(run_dir / rundir.METRICS, [])
     return FINISHED if len(rows) >= config.get("epochs", 0) else RESUME
 
 
@@ -183,8 +178,8 @@ def read_trial(run_dir: str | Path) -> dict:
     """A finished trial as plain data: model, seed, accuracy (final epoch; the EMA's when the run
     kept one), best accuracy, curves, and where and how it ran."""
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json", {})
-    rows = read_json(run_dir / "metrics.json", [])
+    config = read_json(run_dir / rundir.CONFIG, {})
+    rows = read_json(run_dir / rundir.METRICS, [])
     info = read_json(run_dir / TRIAL_FILE, {})
     key = "ema_val_acc" if rows and rows[-1].get("ema_val_acc") is not None else "val_acc"
     accs = [r.get(key) for r in rows]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from torch import nn
 
+from lightnets import rundir
 from lightnets.errors import UnknownNameError
 from lightnets.layers import MixConv2d
 from lightnets.registry import (
@@ -151,8 +152,8 @@ def trial_model(run_dir: str | Path, weights: bool = False) -> nn.Module:
     from lightnets.checkpoints import wants_small_input, weights_path
 
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    classes = json.loads((run_dir / "classes.json").read_text())
+    config = json.loads((run_dir / rundir.CONFIG).read_text())
+    classes = json.loads((run_dir / rundir.CLASSES).read_text())
     kwargs = {"num_classes": config.get("num_classes") or len(classes)}
     kwargs["in_chans"] = config.get("in_chans") or 3
     if wants_small_input(config["img_size"], config.get("small_input")):

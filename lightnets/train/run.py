@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lightnets import rundir
 from lightnets.checkpoints import Preprocessing, build_model, preprocessing
 from lightnets.cpu import cpu_threads
 from lightnets.errors import ConfigError, MissingDependencyError
@@ -126,7 +127,7 @@ def _check_run_dir(cfg: TrainConfig, run_dir: Path, class_names: list[str]) -> t
                 f"--resume: the checkpoint has {len(saved)} classes {saved[:5]}..., "
                 f"the data {len(class_names)}"
             )
-    elif ckpt.find_checkpoint(run_dir, "last") is not None:
+    elif rundir.find_checkpoint(run_dir, rundir.LAST) is not None:
         raise ConfigError(
             f"--run-dir {run_dir} already holds a run; pass --resume {run_dir} to "
             f"continue it, or choose another --run-dir"
@@ -323,14 +324,14 @@ def write_run_files(run: Run) -> None:
     mixnet_custom, arch.toml."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
     values = run.cfg.to_dict()
-    write_text(run.run_dir / "config.json", json.dumps(values, indent=1))
-    write_text(run.run_dir / "config.toml", dump_toml(values))
-    write_text(run.run_dir / "classes.json", json.dumps(run.class_names))
+    write_text(run.run_dir / rundir.CONFIG, json.dumps(values, indent=1))
+    write_text(run.run_dir / rundir.CONFIG_TOML, dump_toml(values))
+    write_text(run.run_dir / rundir.CLASSES, json.dumps(run.class_names))
     arch = getattr(ckpt.unwrap(run.model), "arch", None)
     if arch is not None:  # the table as trained: --resume reads it if the original file is gone
         from lightnets.models.arch import write_arch
 
-        write_arch(arch, run.run_dir / "arch.toml")
+        write_arch(arch, run.run_dir / rundir.ARCH)
 
 
 def describe(run: Run, name: str) -> str:
