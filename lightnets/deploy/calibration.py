@@ -1,0 +1,76 @@
+"""int8 calibration images: which files, read how, and as what the quantizers take.
+
+`calibration_files` draws them (seeded) from a folder, `calibration_batches` reads them through
+the model's eval preprocessing into normalized NCHW float32 batches, `as_batches` hands those to a
+quantizer as arrays. lightnets.deploy.quantize and lightnets.deploy.quantize_nncf calibrate on
+them; the int8 export check and the reference set run on them too.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lightnets.errors import ConfigError, unreadable_image_errors
+
+
+def calibration_files(folder: str | os.PathLike, count: int, seed: int = 0) -> list[str]:
+    """`count` images drawn (seeded) from below `folder`; its train/ subfolder when it has one.
+
+    ConfigError when the folder holds no images."""
+    from lightnets.inference import expand_images
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--calibrate {root}: no such directory")
+    if (root / "train").is_dir():
+        root = root / "train"
+    files = expand_images([root])
+    if not files:
+        raise ConfigError(f"--calibrate {root}: no images below it (jpg, png, ...)")
+    if len(files) > count:
+        files = sorted(random.Random(seed).sample(files, count))
+    return files
+
+
+def calibration_batches(
+    files: Sequence[str], preprocessing, in_chans: int = 3, batch: int = 8
+) -> list[Tensor]:
+    """The images as normalized NCHW float32 batches, read through the eval preprocessing
+    (lightnets.inference.read_image: resize, centre crop; then mean/std)."""
+    from lightnets.inference import read_image
+
+    mode = "L" if in_chans == 1 else "RGB"
+    mean = torch.tensor(preprocessing.mean).view(1, -1, 1, 1)
+    std = torch.tensor(preprocessing.std).view(1, -1, 1, 1)
+    images = []
+    for path in files:
+        try:
+            images.append(read_image(path, preprocessing, mode))
+        except unreadable_image_errors() as err:
+            raise ConfigError(f"calibration image {path}: {type(err).__name__}: {err}") from None
+    x = torch.stack(images).float().div_(255)
+    x = (x - mean) / std
+    return list(torch.split(x.contiguous(), batch))
+
+
+def as_batches(calibration: Iterable[Tensor]) -> list[np.ndarray]:
+    """The calibration batches as arrays, as quantizers take them; ConfigError when empty."""
+    batches = [x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in calibration]
+    if not batches:
+        raise ConfigError("int8 needs calibration images (none were given)")
+    return batches
+
+
+def default_calibration_dir(loaded) -> Path | None:
+    """The training images of the run a checkpoint came from, when they are an image folder."""
+    data = (loaded.config or {}).get("data")
+    if not data or not Path(data).is_dir():
+        return None
+    return Path(data) / "train" if (Path(data) / "train").is_dir() else Path(data)
