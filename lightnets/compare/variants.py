@@ -15,8 +15,8 @@ A trial is one `lightnets train --model NAME` run, so the name says everything a
 
 The builder builds the base network, then rebuilds each depthwise MixConv2d it holds with the
 new split or dilation (same channels, stride and padding) and initialises the new kernels as
-`lightnets.models` does (He normal, fan-out). Only the trial processes
-(`python -m lightnets.compare.trial`) register these names (`ensure_registered`), so importing or
+`lightnets.models` does (He normal, fan-out). Only the trial processes (`lightnets train` started
+by lightnets.compare.trials) register these names (`ensure_registered`), so importing or
 calling lightnets.compare never changes `lightnets.list_models()`; the compare process builds
 them with `create(name)`. To load such a run dir with other commands, call `ensure_registered`
 first.
