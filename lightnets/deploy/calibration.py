@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lightnets import preprocess
 from lightnets.errors import ConfigError, unreadable_image_errors
 
 
@@ -42,21 +43,16 @@ def calibration_files(folder: str | os.PathLike, count: int, seed: int = 0) -> l
 def calibration_batches(
     files: Sequence[str], preprocessing, in_chans: int = 3, batch: int = 8
 ) -> list[Tensor]:
-    """The images as normalized NCHW float32 batches, read through the eval preprocessing
-    (lightnets.inference.read_image: resize, centre crop; then mean/std)."""
-    from lightnets.inference import read_image
-
+    """The images as normalized NCHW float32 batches, read the way `lightnets eval` reads them
+    (lightnets.preprocess: resize, centre crop, then mean/std)."""
     mode = "L" if in_chans == 1 else "RGB"
-    mean = torch.tensor(preprocessing.mean).view(1, -1, 1, 1)
-    std = torch.tensor(preprocessing.std).view(1, -1, 1, 1)
     images = []
     for path in files:
         try:
-            images.append(read_image(path, preprocessing, mode))
+            images.append(preprocess.read_image(path, preprocessing, mode))
         except unreadable_image_errors() as err:
             raise ConfigError(f"calibration image {path}: {type(err).__name__}: {err}") from None
-    x = torch.stack(images).float().div_(255)
-    x = (x - mean) / std
+    x = preprocess.model_input(torch.stack(images), preprocessing)
     return list(torch.split(x.contiguous(), batch))
 
 

@@ -26,10 +26,11 @@ import torch
 from torch import nn
 
 from lightnets import rundir
-from lightnets.checkpoints import Preprocessing, build_model, preprocessing
+from lightnets.checkpoints import build_model
 from lightnets.cpu import cpu_threads
 from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.files import write_text
+from lightnets.preprocess import Preprocessing, mean_std, preprocessing
 from lightnets.train import checkpoint as ckpt
 from lightnets.train import data as data_mod
 from lightnets.train import distributed, optim, policy, report
@@ -284,7 +285,7 @@ def build_run(
     optimizer = optim.build_optimizer(cfg, model)
     steps_per_epoch = train_loader.batch_sampler.batches_per_epoch()
     plan.header += policy.bn_momentum_note(cfg, steps_per_epoch)
-    mean = torch.tensor(plan.pre.mean, device=dist.device).view(1, -1, 1, 1)
+    mean, std = mean_std(plan.pre, dist.device)
     run = Run(
         cfg=cfg,
         model=wrap_model(cfg, model, dist),
@@ -300,7 +301,7 @@ def build_run(
         run_dir=plan.run_dir,
         class_names=splits.class_names,
         mean=mean,
-        std=torch.tensor(plan.pre.std, device=dist.device).view(1, -1, 1, 1),
+        std=std,
         amp_dtype=_amp_dtype(cfg.amp, dist.device),
         progress=Progress(),
         on_step=on_step,
