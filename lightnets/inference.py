@@ -7,32 +7,16 @@ others still get their scores. Images are read and normalized by lightnets.prepr
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from lightnets.data.folders import IMAGE_EXTENSIONS, expand_images  # noqa: F401  (re-exported)
 from lightnets.preprocess import Preprocessing, mean_std, normalize
 from lightnets.preprocess import read_image as read_image  # re-exported: predict reads this way
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-def expand_images(paths: list[str | os.PathLike]) -> list[str]:
-    """Files as given; a directory becomes the images below it (sorted, recursive)."""
-    out = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            out += sorted(
-                str(p)
-                for p in path.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-            )
-        else:
-            out.append(str(path))
-    return out
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the old name
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from lightnets import preprocess
+from lightnets.data.folders import expand_images
 from lightnets.errors import ConfigError, unreadable_image_errors
 
 
@@ -25,8 +26,6 @@ def calibration_files(folder: str | os.PathLike, count: int, seed: int = 0) -> l
     """`count` images drawn (seeded) from below `folder`; its train/ subfolder when it has one.
 
     ConfigError when the folder holds no images."""
-    from lightnets.inference import expand_images
-
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"--calibrate {root}: no such directory")

@@ -28,6 +28,7 @@ from torch import nn
 from lightnets import rundir
 from lightnets.checkpoints import build_model
 from lightnets.cpu import cpu_threads
+from lightnets.data.folders import probe_side
 from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.files import write_text
 from lightnets.preprocess import Preprocessing, mean_std, preprocessing
@@ -35,7 +36,6 @@ from lightnets.train import checkpoint as ckpt
 from lightnets.train import data as data_mod
 from lightnets.train import distributed, optim, policy, report
 from lightnets.train.config import TrainConfig, absolute_paths, dump_toml
-from lightnets.train.folders import probe_side
 from lightnets.train.loop import Progress, Run, TrainResult, fit
 from lightnets.train.transforms import eval_transform, train_transform
 
