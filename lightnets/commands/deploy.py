@@ -186,11 +186,11 @@ def _score(loaded, dataset, cells, threads: int):
     torch.set_num_threads(threads)
     eager = matrix.Cell("pytorch", "fp32", note="eager, the reference")
     eager.run, eager.metadata = _eager_runner(loaded.model), {}
-    eager.top1, eager.top5 = _accuracy(loaded, dataset, loaded.model)
+    eager.top1, eager.top5 = _accuracy(dataset, loaded.model)
     for cell in cells:
         cell.run = targets.get_target(cell.runtime).load(cell.path, threads)
         module = checks.ArtifactModule(cell.run, cell.metadata.get("batch"))
-        cell.top1, cell.top5 = _accuracy(loaded, dataset, module)
+        cell.top1, cell.top5 = _accuracy(dataset, module)
     return eager
 
 
@@ -327,35 +327,18 @@ def _calibration(args, loaded):
 
 
 def _eval_data(args, loaded):
-    import dataclasses
+    from lightnets.evaluation import eval_images
 
-    from lightnets.train.config import TrainConfig
-    from lightnets.train.evaluate import eval_dataset
-
-    cfg = TrainConfig.from_dict({}, "defaults")
-    cfg = dataclasses.replace(cfg, model=loaded.name, in_chans=loaded.in_chans, pretrained=None)
-    dataset, skipped = eval_dataset(cfg, args.data, loaded.class_names, loaded.preprocessing, False)
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable image(s)", file=sys.stderr)
-    return dataset
+    images = eval_images(args.data, loaded.class_names, loaded.preprocessing)
+    if images.skipped:
+        print(f"skipped {len(images.skipped)} unreadable image(s)", file=sys.stderr)
+    return images
 
 
-def _accuracy(loaded, dataset, module) -> tuple[float, float]:
-    import torch
+def _accuracy(images, module) -> tuple[float, float]:
+    from lightnets.evaluation import evaluate_on
 
-    from lightnets.train import data as data_mod
-    from lightnets.train.evaluate import evaluate
-
-    pre = loaded.preprocessing
-    loader = data_mod.make_loader(dataset, 32, train=False, seed=0, workers=0)
-    res = evaluate(
-        module,
-        loader,
-        device="cpu",
-        mean=torch.tensor(pre.mean).view(1, -1, 1, 1),
-        std=torch.tensor(pre.std).view(1, -1, 1, 1),
-        num_classes=len(loaded.class_names),
-    )
+    res = evaluate_on(module, images, batch_size=32)
     return res["top1"], res["top5"]
 
 
