@@ -20,7 +20,11 @@ from torch import Tensor, nn
 
 from lightnets import rundir
 from lightnets.errors import CheckpointError, ConfigError
-from lightnets.preprocess import Preprocessing, preprocessing  # noqa: F401  (re-exported)
+from lightnets.preprocess import (  # noqa: F401  (Preprocessing, preprocessing: re-exported)
+    Preprocessing,
+    image_mode,
+    preprocessing,
+)
 from lightnets.registry import ModelCard, model_card, resolve_name
 
 # images this small lose too much to a stride-2 stem: train and run them with a stride-1 stem
@@ -137,7 +141,7 @@ class LoadedModel:
 
     @property
     def image_mode(self) -> str:
-        return "L" if self.in_chans == 1 else "RGB"
+        return image_mode(self.in_chans)
 
 
 def load_checkpoint(

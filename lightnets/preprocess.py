@@ -42,8 +42,8 @@ class Preprocessing:
 
     @property
     def mode(self) -> str:
-        """The Pillow mode images are read in: "L" for a one-channel model, else "RGB"."""
-        return "L" if len(self.mean) == 1 else "RGB"
+        """The Pillow mode images are read in (`image_mode` of the channels mean/std has)."""
+        return image_mode(len(self.mean))
 
     def to_dict(self) -> dict:
         return {
@@ -58,6 +58,12 @@ class Preprocessing:
         """The preprocessing `to_dict` (or an artifact's sidecar) wrote."""
         mean, std = tuple(values["mean"]), tuple(values["std"])
         return cls(int(values["img_size"]), float(values["crop_pct"]), mean, std)
+
+
+def image_mode(in_chans: int) -> str:
+    """The Pillow mode a model with `in_chans` input channels reads images in: "L" for one grey
+    channel, else "RGB"."""
+    return "L" if in_chans == 1 else "RGB"
 
 
 def preprocessing(cfg, card) -> Preprocessing:

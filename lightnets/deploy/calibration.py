@@ -44,7 +44,7 @@ def calibration_batches(
 ) -> list[Tensor]:
     """The images as normalized NCHW float32 batches, read the way `lightnets eval` reads them
     (lightnets.preprocess: resize, centre crop, then mean/std)."""
-    mode = "L" if in_chans == 1 else "RGB"
+    mode = preprocess.image_mode(in_chans)
     images = []
     for path in files:
         try:

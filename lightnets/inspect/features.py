@@ -20,7 +20,7 @@ from lightnets.errors import (
     unreadable_image_errors,
 )
 from lightnets.inspect.kernels import collect_depthwise_kernels
-from lightnets.preprocess import normalize, open_image, resample, to_uint8_tensor
+from lightnets.preprocess import image_mode, normalize, open_image, resample, to_uint8_tensor
 
 
 def load_image(
@@ -48,7 +48,7 @@ def load_image(
         raise ConfigError(f"images can feed 1 or 3 input channels, the model has {in_chans}")
     h, w = (size, size) if isinstance(size, int) else size
     try:
-        img = open_image(path, "L" if in_chans == 1 else "RGB").resize((w, h), resample("BILINEAR"))
+        img = open_image(path, image_mode(in_chans)).resize((w, h), resample("BILINEAR"))
     except unreadable_image_errors() as err:
         raise ConfigError(f"cannot read image {path}: {err}") from None
     if in_chans == 1:

@@ -13,7 +13,7 @@ from lightnets.evaluation import (  # noqa: F401  (re-exported)
     evaluate_on,
     plot_confusion,
 )
-from lightnets.preprocess import Preprocessing
+from lightnets.preprocess import Preprocessing, image_mode
 from lightnets.train.distributed import all_reduce
 
 
@@ -30,7 +30,7 @@ def eval_dataset(cfg, data: str, class_names: list[str], pre: Preprocessing, str
         data,
         class_names,
         pre,
-        mode="L" if cfg.in_chans == 1 else "RGB",
+        mode=image_mode(cfg.in_chans),
         dataset=cfg.dataset if data == cfg.data else "auto",
         val_split=cfg.val_split,
         seed=cfg.seed,

@@ -31,7 +31,7 @@ from lightnets.cpu import cpu_threads
 from lightnets.data.folders import probe_side
 from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.files import write_text
-from lightnets.preprocess import Preprocessing, mean_std, preprocessing
+from lightnets.preprocess import Preprocessing, image_mode, mean_std, preprocessing
 from lightnets.train import checkpoint as ckpt
 from lightnets.train import data as data_mod
 from lightnets.train import distributed, optim, policy, report
@@ -199,7 +199,7 @@ def open_data(plan: Plan, is_main: bool) -> tuple[data_mod.Splits, TrainConfig]:
     splits = data_mod.open_splits(
         cfg.data,
         plan.fmt,
-        mode="L" if cfg.in_chans == 1 else "RGB",
+        mode=image_mode(cfg.in_chans),
         train_transform=tf_train,
         eval_transform=eval_transform(pre.img_size, pre.crop_pct),
         val_split=cfg.val_split,
@@ -214,7 +214,7 @@ def open_data(plan: Plan, is_main: bool) -> tuple[data_mod.Splits, TrainConfig]:
             f"--data {cfg.data}: readable training images in {len(found)} class(es) "
             f"({', '.join(found)}); training a classifier needs at least two"
         )
-    mode = "L" if cfg.in_chans == 1 else "RGB"
+    mode = image_mode(cfg.in_chans)
     for split, stats in (("train", splits.train_stats), ("val", splits.val_stats)):
         plan.header += policy.data_notes(stats, pre.img_size, mode, split)
     plan.header += policy.split_notes(splits.class_names, splits.train.labels, splits.val.labels)
