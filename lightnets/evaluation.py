@@ -122,12 +122,11 @@ def evaluate(
     confusion=False,
     reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> dict:
-    """loss, top-1, top-5 (%), images/s over the batches of `loader` ((uint8 images, labels,
-    skipped) as lightnets.data.images.collate makes them), normalized by `mean` / `std`.
+    """loss, top-1, top-5 (%), images/s over the (uint8 images, labels, skipped) batches of
+    `loader`, normalized by `mean` / `std`; with `confusion`, the (true, predicted) counts.
 
-    `reduce` sums the totals over processes (training passes its all-reduce; each rank then
-    evaluates its own shard). The sums stay on `device` (no host sync per batch; NCCL reduces
-    CUDA tensors only). With `confusion`, also the (true, predicted) count matrix.
+    `reduce` sums the totals over processes (training's all-reduce: each rank evaluates its
+    shard). The sums stay on `device`: no host sync per batch, and NCCL reduces CUDA tensors only.
     """
     if hasattr(model, "eval"):
         model.eval()
