@@ -18,14 +18,6 @@ built by lightnets.deploy.artifacts.make_runner, and the CPU helpers (threads, l
 for an idle CPU) are lightnets.cpu's; both re-exported here.
 """
 
-from lightnets.cpu import (
-    CpuLoad,
-    contention,
-    cpu_ticks,
-    default_threads,
-    torch_threads,
-    wait_for_idle_cpu,
-)
 from lightnets.deploy.artifacts import Runner, check_runtime, eager_runner, make_runner
 from lightnets.deploy.targets import TIMED_RUNTIMES
 from lightnets.profiling.counting import (
@@ -60,7 +52,18 @@ from lightnets.profiling.table import (
     profile_model,
     profile_notes,
 )
-from lightnets.profiling.timing import MIN_BLOCKS_FOR_IQR, SPREAD_LIMIT, Latency, measure_latency
+from lightnets.profiling.timing import (  # the CPU helpers among them: lightnets.cpu's
+    MIN_BLOCKS_FOR_IQR,
+    SPREAD_LIMIT,
+    CpuLoad,
+    Latency,
+    contention,
+    cpu_ticks,
+    default_threads,
+    measure_latency,
+    torch_threads,
+    wait_for_idle_cpu,
+)
 
 __all__ = [
     "COLUMNS",
