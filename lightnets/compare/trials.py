@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lightnets import rundir
 from lightnets.files import write_text
+from lightnets.rundir import has_checkpoint  # noqa: F401  (moved there; re-exported)
 
 FINISHED, RESUME, NEW = "finished", "resume", "new"
 TRIAL_FILE = "trial.json"  # written into the run dir when the train command has exited with 0
