@@ -483,20 +483,19 @@ def verify(path: Path, runtime: str, env: dict, cache: Path, cpu: str, row: dict
 
 
 def smoke_inputs(sidecar: dict, data: Path, count: int):
-    """`count` validation images (one per class in turn) through the sidecar's preprocessing."""
+    """`count` validation images (one per class in turn) through the sidecar's preprocessing, read
+    as `lightnets eval --model` reads them (lightnets.preprocess)."""
     import numpy as np
-    from PIL import Image
+    import torch
+
+    from lightnets.preprocess import Preprocessing, model_input, read_image
 
     folders = sorted(p for p in (data / "val").iterdir() if p.is_dir())
     files = [sorted(f.iterdir())[i // len(folders)] for i, f in
              zip(range(count), folders * count)]  # fmt: skip
-    size = sidecar["img_size"]
-    mean, std = np.array(sidecar["mean"], "f"), np.array(sidecar["std"], "f")
-    images = []
-    for file in files:
-        image = Image.open(file).convert("RGB").resize((size, size), Image.BILINEAR)
-        images.append(((np.asarray(image, "f") / 255 - mean) / std).transpose(2, 0, 1))
-    return np.ascontiguousarray(np.stack(images), dtype=np.float32)
+    pre = Preprocessing.from_dict(sidecar)
+    x = model_input(torch.stack([read_image(file, pre) for file in files]), pre)
+    return np.ascontiguousarray(x.numpy(), dtype=np.float32)
 
 
 def smoke(path: Path, runtime: str, run: Path, env: dict, cache: Path, cpu: str, row: dict,

@@ -12,7 +12,7 @@ export when installed. Every row's output is compared with the eager model's (re
     python benchmarks/deploy.py --mixconv             # MixConv2d split vs merged, training step
     python benchmarks/deploy.py --wait-idle           # on a shared machine (Linux): see below
 
---wait-idle starts each timed cell only once the CPU was idle for 0.1 s (lightnets.profiling.
+--wait-idle starts each timed cell only once the CPU was idle for 0.1 s (lightnets.cpu.
 wait_for_idle_cpu, from /proc/stat; `lightnets profile` reads the same counters to flag noise). On a
 2-core machine shared with test runs, bursts of other work otherwise land in most cells and
 inflate even the min over rounds by 30-60%; waiting keeps most of them out, and the min and
@@ -35,11 +35,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils import benchmark
 
 import lightnets
+from lightnets.cpu import wait_for_idle_cpu
 from lightnets.deploy import export_onnx, reparameterize
 from lightnets.deploy.checks import relative_error
 from lightnets.deploy.layout import align_channels
 from lightnets.deploy.loaders import ort_session
-from lightnets.profiling import cpu_model, wait_for_idle_cpu
+from lightnets.profiling import cpu_model
 
 MODELS = ("mixnet_s", "mixnet_m", "mixnet_l", "mobilenet_v2_w100", "mobilenet_v3_large_w100")
 VARIANTS = ("eager", "channels_last", "reparam eager", "ORT plain", "ORT reparam",

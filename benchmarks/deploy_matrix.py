@@ -206,24 +206,13 @@ def main(argv=None) -> int:
 
 def _top1s(loaded, data, cells) -> float:
     """Fill each cell's top-1 on `data`; returns the first (the eager model's)."""
-    import dataclasses
+    from lightnets.evaluation import eval_images, evaluate_on
 
-    from lightnets.train import data as data_mod
-    from lightnets.train.config import TrainConfig
-    from lightnets.train.evaluate import eval_dataset, evaluate
-
-    cfg = dataclasses.replace(TrainConfig.from_dict({}, "defaults"), model=loaded.name,
-                              in_chans=loaded.in_chans, pretrained=None)  # fmt: skip
-    dataset, _ = eval_dataset(cfg, data, loaded.class_names, loaded.preprocessing, False)
-    loader = data_mod.make_loader(dataset, 32, train=False, seed=0, workers=0)
-    pre = loaded.preprocessing
-    mean = torch.tensor(pre.mean).view(1, -1, 1, 1)
-    std = torch.tensor(pre.std).view(1, -1, 1, 1)
+    images = eval_images(data, loaded.class_names, loaded.preprocessing)
     for cell in cells:
         module = (loaded.model if cell.runtime == "pytorch" else
                   checks.ArtifactModule(cell.run, (cell.metadata or {}).get("batch")))  # fmt: skip
-        res = evaluate(module, loader, device="cpu", mean=mean, std=std,
-                       num_classes=len(loaded.class_names))  # fmt: skip
+        res = evaluate_on(module, images, batch_size=32)
         cell.top1, cell.top5 = res["top1"], res["top5"]
     return cells[0].top1
 

@@ -22,11 +22,11 @@ import torch
 
 from lightnets.checkpoints import load_checkpoint
 from lightnets.cpu_class import cpu_class
+from lightnets.data.folders import class_dirs, scan_folder
 from lightnets.deploy import targets
 from lightnets.deploy.executorch import batch_example, pt2e_int8
 from lightnets.deploy.quantize import calibration_batches, calibration_files
 from lightnets.deploy.reference import judge_int8
-from lightnets.train.folders import class_dirs, scan_folder
 
 MAX_BATCH = 32  # the exporters' calibration bound
 

@@ -3,8 +3,9 @@
 `load_checkpoint(path)` reads a run dir (best/, else last/), a checkpoint dir or a weights file,
 rebuilds the model the run trained (name, classes, input channels and stem from its saved config),
 loads the EMA or raw weights and returns it with the run's preprocessing and class names.
-`build_model` and `preprocessing` are the same rules `lightnets train` uses, so a model is built
-the same way for training, evaluation, prediction, export and inspection.
+`build_model` is the rule `lightnets train` builds with, so a model is built the same way for
+training, evaluation, prediction, export and inspection; its preprocessing comes from
+lightnets.preprocess (`Preprocessing`, `preprocessing`: re-exported here).
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lightnets import rundir
 from lightnets.errors import CheckpointError, ConfigError
-from lightnets.registry import IMAGENET_MEAN, IMAGENET_STD, ModelCard, model_card, resolve_name
+from lightnets.preprocess import (  # noqa: F401  (Preprocessing, preprocessing: re-exported)
+    Preprocessing,
+    image_mode,
+    preprocessing,
+)
+from lightnets.registry import ModelCard, model_card, resolve_name
 
 # images this small lose too much to a stride-2 stem: train and run them with a stride-1 stem
 SMALL_INPUT_MAX = 64
@@ -27,38 +34,6 @@ SMALL_INPUT_MAX = 64
 def wants_small_input(img_size: int, small_input: bool | None = None) -> bool:
     """The stem rule: an explicit choice wins, else stride 1 for images of 64 px or less."""
     return small_input if small_input is not None else img_size <= SMALL_INPUT_MAX
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What turns an image into the model's input: resize/crop side, eval crop share, mean/std."""
-
-    img_size: int
-    crop_pct: float
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def to_dict(self) -> dict:
-        return {
-            "img_size": self.img_size,
-            "crop_pct": self.crop_pct,
-            "mean": list(self.mean),
-            "std": list(self.std),
-        }
-
-
-def preprocessing(cfg, card: ModelCard | None) -> Preprocessing:
-    """Input size, eval crop and mean/std from the config, else the model card, else ImageNet's."""
-    mean = getattr(card, "mean", IMAGENET_MEAN)
-    std = getattr(card, "std", IMAGENET_STD)
-    if cfg.in_chans == 1:  # one grey channel: the average of the RGB statistics
-        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
-    return Preprocessing(
-        img_size=cfg.img_size or getattr(card, "input_size", 224),
-        crop_pct=cfg.crop_pct or getattr(card, "crop_pct", 0.875),
-        mean=tuple(mean),
-        std=tuple(std),
-    )
 
 
 def build_model(cfg, num_classes: int, img_size: int) -> nn.Module:
@@ -105,22 +80,21 @@ def _head_differs(model: nn.Module, source: str) -> bool:
 def weights_path(path: str | os.PathLike, prefer_ema: bool = True) -> Path:
     """The weights file a --checkpoint names: a run dir resolves to best/ (else last/), a
     checkpoint dir to its EMA weights when present and `prefer_ema`, else model.safetensors."""
-    from lightnets.train.checkpoint import find_checkpoint
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"--checkpoint {path}: no such file or directory")
     if not path.is_dir():
         return path
-    if not (path / "model.safetensors").is_file():  # a run dir, not a checkpoint dir
-        found = find_checkpoint(path, "best") or find_checkpoint(path, "last")
+    if not rundir.is_checkpoint_dir(path):  # a run dir
+        found = rundir.find_checkpoint(path, rundir.BEST)
+        found = found or rundir.find_checkpoint(path, rundir.LAST)
         if found is None:
             raise CheckpointError(
                 f"--checkpoint {path}: no best/ or last/ checkpoint and no model.safetensors"
             )
         path = found
-    ema = path / "ema.safetensors"
-    return ema if prefer_ema and ema.is_file() else path / "model.safetensors"
+    ema = path / rundir.EMA_WEIGHTS
+    return ema if prefer_ema and ema.is_file() else path / rundir.MODEL_WEIGHTS
 
 
 def read_checkpoint(
@@ -167,7 +141,7 @@ class LoadedModel:
 
     @property
     def image_mode(self) -> str:
-        return "L" if self.in_chans == 1 else "RGB"
+        return image_mode(self.in_chans)
 
 
 def load_checkpoint(

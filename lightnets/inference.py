@@ -1,36 +1,22 @@
 """Classify image files with a ready model and its preprocessing (what `lightnets predict` runs).
 
 Every image is read before the model runs, so an unreadable file is reported up front and the
-others still get their scores.
+others still get their scores. Images are read and normalized by lightnets.preprocess, as
+`lightnets eval` and training's validation read theirs.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from lightnets.checkpoints import Preprocessing
+from lightnets.data.folders import IMAGE_EXTENSIONS, expand_images  # noqa: F401  (re-exported)
+from lightnets.preprocess import Preprocessing, mean_std, normalize
+from lightnets.preprocess import read_image as read_image  # re-exported: predict reads this way
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-def expand_images(paths: list[str | os.PathLike]) -> list[str]:
-    """Files as given; a directory becomes the images below it (sorted, recursive)."""
-    out = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            out += sorted(
-                str(p)
-                for p in path.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-            )
-        else:
-            out.append(str(path))
-    return out
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS  # the old name
 
 
 @dataclass
@@ -38,16 +24,6 @@ class Prediction:
     image: str
     top: list[tuple[str, float]] | None  # (class, probability), best first; None if unreadable
     error: str | None = None
-
-
-def read_image(path: str, pre: Preprocessing, mode: str) -> Tensor:
-    """One image as the (C, H, W) uint8 tensor the eval transform makes of it."""
-    from PIL import Image
-
-    from lightnets.train.transforms import eval_transform, to_uint8_tensor
-
-    with Image.open(path) as img:
-        return to_uint8_tensor(eval_transform(pre.img_size, pre.crop_pct)(img.convert(mode)))
 
 
 @torch.no_grad()
@@ -61,11 +37,9 @@ def classify_images(
 ) -> list[Prediction]:
     """Top-k classes and probabilities of each image, in the order given."""
     from lightnets.errors import unreadable_image_errors
-    from lightnets.train.transforms import normalize
 
     device = next(model.parameters()).device
-    mean = torch.tensor(pre.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(pre.std, device=device).view(1, -1, 1, 1)
+    mean, std = mean_std(pre, device)
     results = []
     for path in images:
         try:

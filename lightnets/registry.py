@@ -1,76 +1,29 @@
-"""Model registry: a plain dict of builders, their cards, and the aliases users know them by.
+"""Model registry: look up a model's builder and card by name or alias, with every family loaded.
 
-Builders register themselves with `@register_model(card=ModelCard(...))`; `create_model(name)`
-calls them. Nothing here imports a model family: `lightnets.models` imports every family
-explicitly, once, on first use.
+The tables and `register_model` live in lightnets.cards, below the model families that register
+into them; the lookups here import `lightnets.models` (every family, once) before they look, so
+they always see the whole zoo. `ModelCard`, `register_model` and the mean/std constants are
+re-exported from lightnets.cards.
 """
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from torch import nn
 
-from lightnets.errors import ConfigError, UnknownNameError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INCEPTION_MEAN = (0.5, 0.5, 0.5)
-INCEPTION_STD = (0.5, 0.5, 0.5)
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """Everything lightnets knows about a model besides its code: paper, figures, preprocessing.
-
-    `params_m`, `macs_m` and `top1` are the paper's (rounded) figures. `ref_params` and `ref_macs_m`
-    are exact measurements of a reference implementation (timm, torchvision, cv-models) at
-    `input_size`, with MACs counted by torch.utils.flop_counter over convolutions and linear layers.
-    """
-
-    paper: str
-    params_m: float | None = None
-    macs_m: float | None = None
-    top1: float | None = None
-    input_size: int = 224
-    min_input: int = 32
-    embedding_dim: int | None = None
-    ref_params: int | None = None
-    ref_macs_m: float | None = None
-    ref_source: str | None = None
-    timm_name: str | None = None
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    crop_pct: float = 0.875
-    note: str = ""
-    aliases: tuple[str, ...] = field(default=())
-    needs_arch: bool = False  # built from an architecture table (arch=...), not by name alone
-
-
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
-_CARDS: dict[str, ModelCard] = {}
-_ALIASES: dict[str, str] = {}
-
-
-def register_model(fn=None, *, name: str | None = None, card: ModelCard | None = None):
-    """Store `fn` under `name` (default: its own name) and return it unchanged."""
-
-    def add(fn):
-        key = name or fn.__name__
-        if key in _BUILDERS or key in _ALIASES:
-            raise ConfigError(f"model {key!r} is registered twice")
-        _BUILDERS[key] = fn
-        _CARDS[key] = card if card is not None else ModelCard(paper="")
-        for alias in _CARDS[key].aliases:
-            if alias in _BUILDERS or alias in _ALIASES:
-                raise ConfigError(f"alias {alias!r} of {key!r} is already taken")
-            _ALIASES[alias] = key
-        return fn
-
-    return add(fn) if fn is not None else add
+from lightnets import cards
+from lightnets.cards import ALIASES as _ALIASES  # noqa: F401  (the same dicts, for old callers)
+from lightnets.cards import BUILDERS as _BUILDERS  # noqa: F401
+from lightnets.cards import CARDS as _CARDS  # noqa: F401
+from lightnets.cards import (  # noqa: F401  (re-exported)
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+    ModelCard,
+    register_model,
+)
 
 
 def _load_families() -> None:
@@ -80,13 +33,7 @@ def _load_families() -> None:
 def resolve_name(name: str) -> str:
     """The canonical name for `name` or its alias; otherwise a KeyError with close matches."""
     _load_families()
-    if name in _BUILDERS:
-        return name
-    if name in _ALIASES:
-        return _ALIASES[name]
-    close = difflib.get_close_matches(name, [*_BUILDERS, *_ALIASES], n=5, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; `lightnets models` lists them"
-    raise UnknownNameError(f"unknown model {name!r}{hint}")
+    return cards.resolve_name(name)
 
 
 def list_models(
@@ -95,15 +42,14 @@ def list_models(
     """Registered names matching a shell-style `pattern`, sorted; `include_custom` adds the
     builders that need an architecture table (`mixnet_custom`), which no name alone builds."""
     _load_families()
-    names = [*_BUILDERS, *_ALIASES] if include_aliases else list(_BUILDERS)
-    if not include_custom:
-        names = [n for n in names if not _CARDS[_ALIASES.get(n, n)].needs_arch]
-    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+    return cards.list_models(pattern, include_aliases, include_custom)
 
 
 def model_card(name: str) -> ModelCard:
-    return _CARDS[resolve_name(name)]
+    _load_families()
+    return cards.model_card(name)
 
 
 def model_builder(name: str) -> Callable[..., nn.Module]:
-    return _BUILDERS[resolve_name(name)]
+    _load_families()
+    return cards.model_builder(name)

@@ -137,7 +137,7 @@ def test_a_bad_calibration_image_is_a_one_line_error_and_a_bug_keeps_its_type(
     def buggy(path, pre, mode):
         raise AttributeError("a bug in lightnets, not in the image")
 
-    monkeypatch.setattr("lightnets.inference.read_image", buggy)
+    monkeypatch.setattr("lightnets.preprocess.read_image", buggy)
     with pytest.raises(AttributeError, match="a bug in lightnets"):
         quantize.calibration_batches([str(bad)], pre)
 

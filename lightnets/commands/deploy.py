@@ -18,7 +18,6 @@ fastest artifact within --max-drop points of the PyTorch top-1. """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -86,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from lightnets.checkpoints import load_checkpoint
+    from lightnets.cpu import default_threads
     from lightnets.deploy import artifacts, matrix, reparameterize
     from lightnets.errors import ConfigError
     from lightnets.files import check_writable
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output or "deploy")
     (out / "artifacts").mkdir(parents=True, exist_ok=True)
     check_writable(out / "deploy.json", "-o")
-    threads = args.threads or len(os.sched_getaffinity(0))
+    threads = args.threads or default_threads()
 
     calibration = _calibration(args, loaded) if "int8" in precisions else None
     dataset = _eval_data(args, loaded)
@@ -183,7 +183,7 @@ def _reference_cell(loaded, dataset, threads: int):
     torch.set_num_threads(threads)
     eager = matrix.Cell("pytorch", "fp32", note="eager, the reference")
     eager.run, eager.metadata = _eager_runner(loaded.model), {}
-    eager.top1, eager.top5 = _accuracy(loaded, dataset, loaded.model)
+    eager.top1, eager.top5 = _accuracy(dataset, loaded.model)
     return eager
 
 
@@ -193,7 +193,7 @@ def _labelled_judge(loaded, dataset, reference_top1: float, max_drop: float):
     from lightnets.deploy import checks
 
     def judge(run, batch) -> tuple[bool, str]:
-        top1, _ = _accuracy(loaded, dataset, checks.ArtifactModule(run, batch))
+        top1, _ = _accuracy(dataset, checks.ArtifactModule(run, batch))
         drop = reference_top1 - top1
         accepted = drop <= max_drop
         return accepted, (
@@ -213,7 +213,7 @@ def _score(loaded, dataset, cells, threads: int) -> None:
     for cell in cells:
         cell.run = targets.get_target(cell.runtime).load(cell.path, threads)
         module = checks.ArtifactModule(cell.run, cell.metadata.get("batch"))
-        cell.top1, cell.top5 = _accuracy(loaded, dataset, module)
+        cell.top1, cell.top5 = _accuracy(dataset, module)
 
 
 def _notes(args, result: dict, winner: dict | None, timed: int, out: Path) -> list[str]:
@@ -353,35 +353,18 @@ def _calibration(args, loaded):
 
 
 def _eval_data(args, loaded):
-    import dataclasses
+    from lightnets.evaluation import eval_images
 
-    from lightnets.train.config import TrainConfig
-    from lightnets.train.evaluate import eval_dataset
-
-    cfg = TrainConfig.from_dict({}, "defaults")
-    cfg = dataclasses.replace(cfg, model=loaded.name, in_chans=loaded.in_chans, pretrained=None)
-    dataset, skipped = eval_dataset(cfg, args.data, loaded.class_names, loaded.preprocessing, False)
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable image(s)", file=sys.stderr)
-    return dataset
+    images = eval_images(args.data, loaded.class_names, loaded.preprocessing)
+    if images.skipped:
+        print(f"skipped {len(images.skipped)} unreadable image(s)", file=sys.stderr)
+    return images
 
 
-def _accuracy(loaded, dataset, module) -> tuple[float, float]:
-    import torch
+def _accuracy(images, module) -> tuple[float, float]:
+    from lightnets.evaluation import evaluate_on
 
-    from lightnets.train import data as data_mod
-    from lightnets.train.evaluate import evaluate
-
-    pre = loaded.preprocessing
-    loader = data_mod.make_loader(dataset, 32, train=False, seed=0, workers=0)
-    res = evaluate(
-        module,
-        loader,
-        device="cpu",
-        mean=torch.tensor(pre.mean).view(1, -1, 1, 1),
-        std=torch.tensor(pre.std).view(1, -1, 1, 1),
-        num_classes=len(loaded.class_names),
-    )
+    res = evaluate_on(module, images, batch_size=32)
     return res["top1"], res["top5"]
 
 

@@ -8,13 +8,17 @@
 Every check that can fail (recipe keys, model name, input size, batch size vs ranks, data layout,
 run directory, class count vs checkpoint) runs before the first slow step. Ctrl-C or SIGTERM
 checkpoint and exit with 128 + the signal number; `--resume RUN` continues from any directory.
+Started by `lightnets compare` (LIGHTNETS_TRIAL_PARENT set), the run is one of its trials
+(lightnets.compare.trials.enter_trial).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
+from lightnets.compare.trials import TRIAL_PARENT_ENV
 from lightnets.train import data as data_mod
 from lightnets.train.config import (
     TrainConfig,
@@ -37,6 +41,10 @@ def config_from_argv(argv: list[str] | None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if os.environ.get(TRIAL_PARENT_ENV):  # one trial of `lightnets compare`
+        from lightnets.compare.trials import enter_trial
+
+        enter_trial(list(sys.argv[1:] if argv is None else argv))
     cfg = config_from_argv(argv)
     start = time.perf_counter()
     try:

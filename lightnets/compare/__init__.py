@@ -9,8 +9,8 @@ run supports, contradicts, or is inconclusive about each claim.
 
     stats.py        mean, spread, "within noise", verdicts (pure)
     spec.py         OUT/compare.json: what makes two runs the same comparison
-    trials.py       one trial = one run dir: status, train flags, running and reading one
-    trial.py        `python -m lightnets.compare.trial`: the process of one trial
+    trials.py       one trial = one run dir: status, train flags, running and reading one; the
+                    trial's process is `lightnets train` (enter_trial)
     sweep.py        Ray Tune: cluster connection, retries, events (the only module importing ray)
     results.py      costs, the table, the charts (matplotlib inside the functions)
     data.py         data checks and the images-per-class subset

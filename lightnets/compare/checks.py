@@ -3,11 +3,8 @@ size, training flags compare passes through (or owns), the output directory."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
-import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,22 +30,14 @@ Event = Callable[[str, "str | None", dict], None]
 
 
 def train_flag_arity() -> dict[str, int]:
-    """flag -> number of values, read from `lightnets train --help`: the CLI is the interface
-    trials rely on, not lightnets.train's internals."""
-    from lightnets.cli import main as cli_main
+    """flag -> number of values it takes, from the parser `lightnets train` parses its flags with
+    (lightnets.train.config.build_parser): `--scale MIN MAX` 2, `--strict` / `--no-strict` 0."""
+    from lightnets.train.config import build_parser
 
-    text = io.StringIO()
-    with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):
-        cli_main(["train", "--help"])
     arity = {}
-    for line in text.getvalue().splitlines():
-        if not line.startswith("  -"):  # an option's own line, not usage or wrapped help
-            continue
-        head = re.split(r"\s{2,}", line.strip())[0]  # "--scale MIN MAX", "--strict, --no-strict"
-        for part in head.split(", "):
-            flag, *metavars = part.split()
-            if flag.startswith("--"):
-                arity[flag] = len(metavars)
+    for action in build_parser()._actions:  # argparse lists a parser's options nowhere public
+        nargs = action.nargs if isinstance(action.nargs, int) else 1  # None: one value
+        arity.update((flag, nargs) for flag in action.option_strings if flag.startswith("--"))
     return arity
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lightnets import rundir
 from lightnets.compare import stats
 from lightnets.compare.stats import INCONCLUSIVE, Summary
 
@@ -73,7 +74,7 @@ def _chance_level(trials: Sequence[dict]) -> float | None:
     """100 / classes, from a trial's classes.json; None when no trial's can be read."""
     for trial in trials:
         try:
-            classes = json.loads((Path(trial["run_dir"]) / "classes.json").read_text())
+            classes = json.loads((Path(trial["run_dir"]) / rundir.CLASSES).read_text())
         except (KeyError, OSError, ValueError):
             continue
         if isinstance(classes, list) and classes:

@@ -3,9 +3,10 @@
 A trial is finished when its metrics hold every epoch its config asks for; a re-run reuses it. A
 trial with a checkpoint but fewer epochs resumes (`lightnets train --resume`, bit-identical on CPU
 with `--deterministic`); one without a checkpoint starts over. The train command runs in its own
-process (`python -m lightnets.compare.trial`), which is stopped (SIGTERM: it checkpoints) when
-the process that started it dies, so a lost Ray worker leaves no orphan training into the same
-directory; a lock file held by both makes a retry wait until a dying attempt has exited. Only
+process (`python -m lightnets train`, with TRIAL_PARENT_ENV naming the process that started it:
+`enter_trial`), which is stopped (SIGTERM: it checkpoints) when that process dies, so a lost Ray
+worker leaves no orphan training into the same directory; a lock file held by both makes a retry
+wait until a dying attempt has exited. Only
 the run-dir files (config.json, classes.json, metrics.json, last/) and the train flags are
 relied on.
 """
@@ -16,16 +17,21 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lightnets import rundir
 from lightnets.files import write_text
+from lightnets.rundir import has_checkpoint  # noqa: F401  (moved there; re-exported)
 
 FINISHED, RESUME, NEW = "finished", "resume", "new"
 TRIAL_FILE = "trial.json"  # written into the run dir when the train command has exited with 0
+# set for the train process of a trial: the pid of the process that started it (`enter_trial`)
+TRIAL_PARENT_ENV = "LIGHTNETS_TRIAL_PARENT"
 LOCK_WAIT_S = 120.0
 
 
@@ -56,19 +62,13 @@ def read_json(path: Path, default=None):
         return default
 
 
-def has_checkpoint(run_dir: Path) -> bool:
-    return (run_dir / "config.json").is_file() and any(
-        (run_dir / d / "state.pt").is_file() for d in ("last", ".last.old", "best")
-    )
-
-
 def trial_status(run_dir: str | Path) -> str:
     """FINISHED (every epoch in metrics.json), RESUME (a checkpoint to continue) or NEW."""
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json")
-    if not config or not has_checkpoint(run_dir):
+    config = read_json(run_dir / rundir.CONFIG)
+    if not config or not rundir.has_checkpoint(run_dir):
         return NEW
-    rows = read_json(run_dir / "metrics.json", [])
+    rows = read_json(run_dir / rundir.METRICS, [])
     return FINISHED if len(rows) >= config.get("epochs", 0) else RESUME
 
 
@@ -144,9 +144,9 @@ def run_trial(plan: TrialPlan, node: str | None = None, lock_wait_s: float = LOC
                 f"{' '.join(argv)}\n"
             )
             log.flush()
-            env = {**os.environ, "LIGHTNETS_TRIAL_PARENT": str(os.getpid())}
+            env = {**os.environ, TRIAL_PARENT_ENV: str(os.getpid())}
             proc = subprocess.Popen(
-                [sys.executable, "-m", "lightnets.compare.trial", *argv],
+                [sys.executable, "-m", "lightnets", "train", *argv],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -176,6 +176,47 @@ def run_trial(plan: TrialPlan, node: str | None = None, lock_wait_s: float = LOC
         os.close(fd)
 
 
+# ------------------------------------------------------------------------------ inside one
+
+
+def enter_trial(argv: list[str]) -> None:
+    """Make this process (`lightnets train ARGV` started by `run_trial`) a trial: on Linux it
+    gets SIGTERM when the process that started it dies (`lightnets train` then checkpoints and
+    exits), and the study network it trains (lightnets.compare.variants) is registered, so
+    `--model mobilenet_v1_mixk9_exp_w050` and the `--resume` of such a run work."""
+    from lightnets.compare.variants import ensure_registered
+
+    _die_with_parent(os.environ.get(TRIAL_PARENT_ENV))
+    model = _trial_model(argv)
+    if model:
+        ensure_registered(model)
+
+
+def _die_with_parent(parent: str | None) -> None:
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the parent died before prctl took effect
+        os._exit(128 + signal.SIGTERM)
+
+
+def _trial_model(argv: list[str]) -> str | None:
+    """The model a trial's train flags name: --model, or the config of the run --resume names."""
+    for flag in ("--model", "--resume"):
+        if flag in argv[:-1]:
+            value = argv[argv.index(flag) + 1]
+            if flag == "--model":
+                return value
+            return read_json(Path(value) / rundir.CONFIG, {}).get("model")
+    return None
+
+
 # ------------------------------------------------------------------------------ reading one
 
 
@@ -183,8 +224,8 @@ def read_trial(run_dir: str | Path) -> dict:
     """A finished trial as plain data: model, seed, accuracy (final epoch; the EMA's when the run
     kept one), best accuracy, curves, and where and how it ran."""
     run_dir = Path(run_dir)
-    config = read_json(run_dir / "config.json", {})
-    rows = read_json(run_dir / "metrics.json", [])
+    config = read_json(run_dir / rundir.CONFIG, {})
+    rows = read_json(run_dir / rundir.METRICS, [])
     info = read_json(run_dir / TRIAL_FILE, {})
     key = "ema_val_acc" if rows and rows[-1].get("ema_val_acc") is not None else "val_acc"
     accs = [r.get(key) for r in rows]

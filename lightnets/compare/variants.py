@@ -15,8 +15,8 @@ A trial is one `lightnets train --model NAME` run, so the name says everything a
 
 The builder builds the base network, then rebuilds each depthwise MixConv2d it holds with the
 new split or dilation (same channels, stride and padding) and initialises the new kernels as
-`lightnets.models` does (He normal, fan-out). Only the trial processes
-(`python -m lightnets.compare.trial`) register these names (`ensure_registered`), so importing or
+`lightnets.models` does (He normal, fan-out). Only the trial processes (`lightnets train` started
+by lightnets.compare.trials) register these names (`ensure_registered`), so importing or
 calling lightnets.compare never changes `lightnets.list_models()`; the compare process builds
 them with `create(name)`. To load such a run dir with other commands, call `ensure_registered`
 first.
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from torch import nn
 
+from lightnets import rundir
 from lightnets.errors import UnknownNameError
 from lightnets.layers import MixConv2d
 from lightnets.registry import (
@@ -151,8 +152,8 @@ def trial_model(run_dir: str | Path, weights: bool = False) -> nn.Module:
     from lightnets.checkpoints import wants_small_input, weights_path
 
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    classes = json.loads((run_dir / "classes.json").read_text())
+    config = json.loads((run_dir / rundir.CONFIG).read_text())
+    classes = json.loads((run_dir / rundir.CLASSES).read_text())
     kwargs = {"num_classes": config.get("num_classes") or len(classes)}
     kwargs["in_chans"] = config.get("in_chans") or 3
     if wants_small_input(config["img_size"], config.get("small_input")):

@@ -32,6 +32,7 @@ from lightnets.deploy.targets import (
     verified_on,
 )
 from lightnets.errors import ConfigError
+from lightnets.preprocess import image_mode
 
 
 def check_input_size(loaded) -> int:
@@ -55,12 +56,9 @@ def artifact_metadata(loaded, runtime: str, precision: str, **extra) -> dict:
         "model_name": loaded.name,
         "runtime": runtime,
         "precision": precision,
-        "img_size": pre.img_size,
-        "crop_pct": pre.crop_pct,
-        "mean": list(pre.mean),
-        "std": list(pre.std),
+        **pre.to_dict(),  # img_size, crop_pct, mean, std: Preprocessing.from_dict reads them back
         "in_chans": loaded.in_chans,
-        "channel_order": "L" if loaded.in_chans == 1 else "RGB",
+        "channel_order": image_mode(loaded.in_chans),
         "class_names": list(loaded.class_names),
         "batch": None,
         "lightnets_version": lightnets.__version__,

@@ -147,7 +147,7 @@ def verify_artifact(
 
 class ArtifactModule(nn.Module):
     """An artifact's load() function as a module (torch batch in, logits out), so that code
-    written for PyTorch models (lightnets.train.evaluate) runs it unchanged."""
+    written for PyTorch models (lightnets.evaluation) runs it unchanged."""
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], batch: int | None = None):
         super().__init__()

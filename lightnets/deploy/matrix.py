@@ -59,10 +59,10 @@ def time_cells(
 ) -> int:
     """Fill each cell's b1_ms and bn_ms (ms per call at batch 1 and `batch`) from `rounds`
     interleaved rounds: every round times every cell once, each block started on an idle CPU
-    (lightnets.profiling.wait_for_idle_cpu) so that a runtime's spinning worker threads or another
+    (lightnets.cpu.wait_for_idle_cpu) so that a runtime's spinning worker threads or another
     process do not land in the next cell. A fixed-batch artifact is timed at its own batch.
     Returns how many blocks started on a busy CPU (the idle wait timed out): a noise warning."""
-    from lightnets.profiling.timing import wait_for_idle_cpu
+    from lightnets.cpu import wait_for_idle_cpu
 
     g = torch.Generator().manual_seed(0)
     inputs = {}

@@ -1,13 +1,15 @@
-"""`--keep-float`: the layer kinds a quantizer may leave in float, and one view of an ONNX graph
-and an OpenVINO model that finds them (SE gates, activations, depthwise convs, first, last)."""
+"""`--keep-float`: the layer kinds a quantizer may leave in float, one view of an ONNX graph and
+an OpenVINO model that finds them (SE gates, activations, depthwise convs, first, last), and the
+`QuantReport` every quantizer returns (lightnets.deploy.quantize, lightnets.deploy.quantize_nncf).
+"""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lightnets.errors import UnknownNameError
+from lightnets.errors import UnknownNameError, import_optional
 
 KEEP_FLOAT = ("se", "act", "dw", "dw-large", "first", "last")
 
@@ -31,6 +33,34 @@ def parse_keep_float(kinds: str | Iterable[str] | None) -> tuple[str, ...]:
         if kind not in out:
             out.append(kind)
     return tuple(out)
+
+
+# ------------------------------------------------------------------ what a quantizer reports
+
+
+@dataclass
+class QuantReport:
+    """What a quantizer left in float, by kind, and how it was asked to quantize."""
+
+    runtime: str
+    kept_float: dict[str, list[str]] = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        kept = ", ".join(f"{k} {len(v)} nodes" for k, v in self.kept_float.items()) or "nothing"
+        options = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.runtime} int8 ({options}); kept in float: {kept}"
+
+    def to_dict(self) -> dict:
+        return {
+            "kept_float": {k: len(v) for k, v in self.kept_float.items()},
+            "options": self.options,
+        }
+
+
+def require_module(module: str, extra: str):
+    """`module` for int8 quantization, or MissingDependencyError naming `extra`."""
+    return import_optional(module, extra, "int8 quantization")
 
 
 # ------------------------------------------------------------------ one view of two graphs
@@ -62,6 +92,12 @@ _ONNX_OPS = {
     "Relu": "relu",
     "Clip": "relu",
 }
+
+
+def onnx_input_name(model) -> str:
+    """The name of an onnx.ModelProto's (first) input, the one the images are fed to."""
+    constants = {t.name for t in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in constants)
 
 
 def onnx_graph(model) -> list[GraphNode]:

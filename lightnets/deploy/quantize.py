@@ -6,10 +6,10 @@ mixed-precision export keeps in float.
   output channel, MinMax calibration.
 - OpenVINO, and ONNX Runtime by NNCF (`--quantizer nncf`): lightnets.deploy.quantize_nncf.
 
-Both take the calibration images as preprocessed float batches (`calibration_batches`: the model's
-own eval preprocessing, the same as `lightnets eval`). The model is re-parameterized before it is
-exported (BatchNorm folded into the conv before it, lightnets.deploy.reparam), so the quantizer
-sees one conv with folded weights, never a BatchNorm.
+Both take the calibration images as preprocessed float batches (lightnets.deploy.calibration: the
+model's own eval preprocessing, the same as `lightnets eval`). The model is re-parameterized
+before it is exported (BatchNorm folded into the conv before it, lightnets.deploy.reparam), so the
+quantizer sees one conv with folded weights, never a BatchNorm.
 
 Mixed precision: `float_nodes(graph, kinds)` finds the layers of each kind in a runtime's graph
 (`onnx_graph`, `openvino_graph`: one small structural view of both) and the quantizer leaves them in
@@ -27,80 +27,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from lightnets.deploy.quant_graph import (
+# calibration images and the report: in their own modules, re-exported here where they were first
+from lightnets.deploy.calibration import (  # noqa: F401
+    as_batches,
+    calibration_batches,
+    calibration_files,
+    default_calibration_dir,
+)
+from lightnets.deploy.quant_graph import (  # noqa: F401
+    QuantReport,
     float_nodes,
     onnx_graph,
+    onnx_input_name,
+    require_module,
 )
-from lightnets.errors import ConfigError, import_optional, unreadable_image_errors
-
-# ------------------------------------------------------------------ calibration images
-
-
-def calibration_files(folder: str | os.PathLike, count: int, seed: int = 0) -> list[str]:
-    """`count` images drawn (seeded) from below `folder`; its train/ subfolder when it has one.
-
-    ConfigError when the folder holds no images."""
-    from lightnets.inference import expand_images
-
-    root = Path(folder)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--calibrate {root}: no such directory")
-    if (root / "train").is_dir():
-        root = root / "train"
-    files = expand_images([root])
-    if not files:
-        raise ConfigError(f"--calibrate {root}: no images below it (jpg, png, ...)")
-    if len(files) > count:
-        files = sorted(random.Random(seed).sample(files, count))
-    return files
-
-
-def calibration_batches(
-    files: Sequence[str], preprocessing, in_chans: int = 3, batch: int = 8
-) -> list[Tensor]:
-    """The images as normalized NCHW float32 batches, read through the eval preprocessing
-    (lightnets.inference.read_image: resize, centre crop; then mean/std)."""
-    from lightnets.inference import read_image
-
-    mode = "L" if in_chans == 1 else "RGB"
-    mean = torch.tensor(preprocessing.mean).view(1, -1, 1, 1)
-    std = torch.tensor(preprocessing.std).view(1, -1, 1, 1)
-    images = []
-    for path in files:
-        try:
-            images.append(read_image(path, preprocessing, mode))
-        except unreadable_image_errors() as err:
-            raise ConfigError(f"calibration image {path}: {type(err).__name__}: {err}") from None
-    x = torch.stack(images).float().div_(255)
-    x = (x - mean) / std
-    return list(torch.split(x.contiguous(), batch))
-
-
-def as_batches(calibration: Iterable[Tensor]) -> list[np.ndarray]:
-    """The calibration batches as arrays, as quantizers take them; ConfigError when empty."""
-    batches = [x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in calibration]
-    if not batches:
-        raise ConfigError("int8 needs calibration images (none were given)")
-    return batches
-
-
-def default_calibration_dir(loaded) -> Path | None:
-    """The training images of the run a checkpoint came from, when they are an image folder."""
-    data = (loaded.config or {}).get("data")
-    if not data or not Path(data).is_dir():
-        return None
-    return Path(data) / "train" if (Path(data) / "train").is_dir() else Path(data)
-
+from lightnets.errors import ConfigError
 
 # ------------------------------------------------------------------ exact int8 grids
 
@@ -155,26 +103,6 @@ def exact_weight_overrides(model, qmax: int = 127) -> dict[str, list[dict]]:
 # ------------------------------------------------------------------ ONNX Runtime
 
 
-@dataclass
-class QuantReport:
-    """What a quantizer left in float, by kind, and how it was asked to quantize."""
-
-    runtime: str
-    kept_float: dict[str, list[str]] = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
-
-    def summary(self) -> str:
-        kept = ", ".join(f"{k} {len(v)} nodes" for k, v in self.kept_float.items()) or "nothing"
-        options = ", ".join(f"{k}={v}" for k, v in self.options.items())
-        return f"{self.runtime} int8 ({options}); kept in float: {kept}"
-
-    def to_dict(self) -> dict:
-        return {
-            "kept_float": {k: len(v) for k, v in self.kept_float.items()},
-            "options": self.options,
-        }
-
-
 # The settings `quantize_onnx` uses unless told otherwise; docs/deploy.md has the measurements
 # behind each one.
 ORT_DEFAULTS = {"format": "qdq", "per_channel": True, "activations": "uint8"}
@@ -199,8 +127,18 @@ def _quiet_quantizer():
         root.removeFilter(flt)
 
 
-def require_module(module: str, extra: str):
-    return import_optional(module, extra, "int8 quantization")
+def _reader(quantization, batches: list[np.ndarray], name: str):
+    """The calibration batches as onnxruntime's CalibrationDataReader feeding input `name`."""
+
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(batches)
+
+        def get_next(self):
+            x = next(self.batches, None)
+            return None if x is None else {name: x.astype(np.float32)}
+
+    return Reader()
 
 
 def quantize_onnx(
@@ -237,8 +175,6 @@ def quantize_onnx(
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from lightnets.deploy.onnx import INPUT
-
     formats = {"qdq": quantization.QuantFormat.QDQ, "qoperator": quantization.QuantFormat.QOperator}
     types = {"uint8": quantization.QuantType.QUInt8, "int8": quantization.QuantType.QInt8}
     methods = {
@@ -251,15 +187,6 @@ def quantize_onnx(
     if quant_format not in formats or activations not in types:
         raise ConfigError(f"quant_format {quant_format!r} / activations {activations!r}")
     batches = as_batches(calibration)
-
-    class Reader(quantization.CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(batches)
-
-        def get_next(self):
-            x = next(self.batches, None)
-            return None if x is None else {INPUT: x.astype(np.float32)}
-
     with tempfile.TemporaryDirectory(prefix="lightnets-quant-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         # shape inference + ORT's basic graph optimizations, as quantize_static expects
@@ -279,7 +206,7 @@ def quantize_onnx(
             quantization.quantize_static(
                 str(prepared),
                 str(dst),
-                Reader(),
+                _reader(quantization, batches, onnx_input_name(proto)),
                 quant_format=formats[quant_format],
                 per_channel=True,
                 reduce_range=reduce_range,

@@ -1,8 +1,8 @@
 """int8 by NNCF: `quantize_openvino` (nncf.quantize on an OpenVINO model: per-channel weights,
 the "mixed" preset's asymmetric activations) and `quantize_onnx_nncf` (the same on an ONNX graph,
 for onnxruntime: bias correction, which onnxruntime's own quantizer lacks; more accurate, slower
-on x86). Calibration batches, the report and the layer kinds kept in float are
-lightnets.deploy.quantize's.
+on x86). Calibration batches are lightnets.deploy.calibration's; the report and the layer kinds
+kept in float lightnets.deploy.quant_graph's.
 """
 
 from __future__ import annotations
@@ -16,8 +16,15 @@ from collections.abc import Iterable
 import numpy as np
 from torch import Tensor
 
-from lightnets.deploy.quant_graph import float_nodes, onnx_graph, openvino_graph
-from lightnets.deploy.quantize import QuantReport, as_batches, require_module
+from lightnets.deploy.calibration import as_batches
+from lightnets.deploy.quant_graph import (
+    QuantReport,
+    float_nodes,
+    onnx_graph,
+    onnx_input_name,
+    openvino_graph,
+    require_module,
+)
 from lightnets.errors import ConfigError
 
 
@@ -106,14 +113,13 @@ def quantize_onnx_nncf(
     nncf = require_module("nncf", "openvino")
     import onnx
 
-    from lightnets.deploy.onnx import INPUT
-
     batches = as_batches(calibration)
     model = onnx.load(str(src))
+    name = onnx_input_name(model)
     kept = float_nodes(onnx_graph(model), keep_float)
     quantized = _nncf_quantize(
         nncf, model, batches, kept, preset, fast_bias_correction, overflow_fix,
-        transform=lambda x: {INPUT: x.astype(np.float32)},
+        transform=lambda x: {name: x.astype(np.float32)},
     )  # fmt: skip
     onnx.save(quantized, str(dst))
     options = {"quantizer": "nncf", "preset": preset, "overflow_fix": overflow_fix,

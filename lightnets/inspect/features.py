@@ -13,8 +13,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lightnets.errors import ConfigError, MissingDependencyError, UnknownNameError
+from lightnets.errors import (
+    ConfigError,
+    MissingDependencyError,
+    UnknownNameError,
+    unreadable_image_errors,
+)
 from lightnets.inspect.kernels import collect_depthwise_kernels
+from lightnets.preprocess import image_mode, normalize, open_image, resample, to_uint8_tensor
 
 
 def load_image(
@@ -24,12 +30,13 @@ def load_image(
     std: Sequence[float],
     in_chans: int = 3,
 ) -> Tensor:
-    """(1, in_chans, H, W) float tensor: the image resized to `size`, normalised with mean/std.
+    """(1, in_chans, H, W) float tensor: the whole image resized to `size` (bilinear, no crop: a
+    feature map covers all of it), normalised with mean/std as lightnets.preprocess does.
 
     One input channel reads the image as grayscale and uses the average of mean and std.
     """
     try:
-        from PIL import Image, UnidentifiedImageError
+        import PIL  # noqa: F401
     except ImportError as err:
         raise MissingDependencyError(
             "reading images needs Pillow: pip install lightnets[train]"
@@ -41,18 +48,13 @@ def load_image(
         raise ConfigError(f"images can feed 1 or 3 input channels, the model has {in_chans}")
     h, w = (size, size) if isinstance(size, int) else size
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if in_chans == 1 else "RGB").resize((w, h), Image.BILINEAR)
-            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-    except (UnidentifiedImageError, OSError) as err:
+        img = open_image(path, image_mode(in_chans)).resize((w, h), resample("BILINEAR"))
+    except unreadable_image_errors() as err:
         raise ConfigError(f"cannot read image {path}: {err}") from None
-    x = data.reshape(h, w, in_chans).permute(2, 0, 1).float() / 255.0
     if in_chans == 1:
         mean, std = [sum(mean) / len(mean)], [sum(std) / len(std)]
-    x = (x - torch.tensor(mean[:in_chans])[:, None, None]) / torch.tensor(std[:in_chans])[
-        :, None, None
-    ]
-    return x.unsqueeze(0)
+    stats = (torch.tensor(v[:in_chans], dtype=torch.float32).view(1, -1, 1, 1) for v in (mean, std))
+    return normalize(to_uint8_tensor(img)[None], *stats)
 
 
 def default_feature_layers(model: nn.Module) -> list[str]:

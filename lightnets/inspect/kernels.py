@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lightnets.cpu import torch_threads
 from lightnets.errors import ConfigError
 from lightnets.layers.fixed import FixedDepthwiseConv2d
 from lightnets.layers.mixconv import MixConv2d
@@ -139,13 +140,7 @@ def one_thread(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        threads = torch.get_num_threads()
-        if threads == 1:
+        with torch_threads(1):
             return fn(*args, **kwargs)
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
 
     return wrapper

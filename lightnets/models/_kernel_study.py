@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from lightnets.registry import ModelCard, register_model
+from lightnets.cards import ModelCard, register_model
 
 MIXCONV = "arXiv:1907.09595"
 

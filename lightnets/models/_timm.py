@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 
 from torch import Tensor
 
+from lightnets.cards import list_models, model_card, resolve_name
 from lightnets.errors import ConfigError, UnknownNameError
-from lightnets.registry import list_models, model_card, resolve_name
 
 Rules = Sequence[tuple[str, str]]
 _RULES: dict[str, list[tuple[re.Pattern, str]]] = {}

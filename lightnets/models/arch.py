@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from lightnets.cards import ModelCard, register_model
 from lightnets.errors import ConfigError, MissingDependencyError, UnknownNameError
 from lightnets.layers import ACTIVATIONS
 from lightnets.models.mixnet import MIXNET_M, MIXNET_S, MixNet, MixRow
-from lightnets.registry import ModelCard, register_model
 
 PADDINGS = ("same", "tf_same")
 SUFFIXES = (".toml", ".json")

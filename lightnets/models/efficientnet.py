@@ -9,10 +9,10 @@ the stem, every row and the 1280-wide head to multiples of 8 (TF `round_filters`
 
 from __future__ import annotations
 
+from lightnets.cards import ModelCard, register_model
 from lightnets.layers import make_divisible
 from lightnets.models._timm import register_timm_rules
 from lightnets.models.mixnet import TIMM_RULES, MixNet, MixRow
-from lightnets.registry import ModelCard, register_model
 
 # fmt: off
 # Table 1: MBConv1 k3 (16), MBConv6 k3 (24), k5 (40), k3 (80), k5 (112), k5 (192), k3 (320).

@@ -25,11 +25,11 @@ from functools import partial
 from torch import nn
 
 from lightnets.blocks import InvertedResidual
+from lightnets.cards import ModelCard, register_model
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, get_act, make_divisible
 from lightnets.models._common import BlockSite, LightNet, build_stages, by_width, init_weights
 from lightnets.models._timm import register_timm_rules
-from lightnets.registry import ModelCard, register_model
 
 # TF's BatchNorm: epsilon 1e-3, moving-average decay 0.99 (= PyTorch momentum 0.01)
 TF_BATCHNORM = partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)

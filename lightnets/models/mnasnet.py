@@ -9,9 +9,9 @@ official TF code and timm; the first block (SepConv) has no residual.
 
 from __future__ import annotations
 
+from lightnets.cards import ModelCard, register_model
 from lightnets.models._timm import register_timm_rules
 from lightnets.models.mixnet import TIMM_RULES, MixNet, MixRow
-from lightnets.registry import ModelCard, register_model
 
 # fmt: off
 # Fig. 7: SepConv k3 (16), MBConv6 k3 x2 (24), MBConv3 k5 SE x3 (40), MBConv6 k3 x4 (80),

@@ -23,11 +23,11 @@ from functools import partial
 
 from torch import nn
 
+from lightnets.cards import ModelCard, register_model
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, GlobalDepthwiseConv2d
 from lightnets.models._common import LightNet, build_stages, by_stride, init_weights
 from lightnets.models.mobilenet_v2 import IRRow, ir_block
-from lightnets.registry import ModelCard, register_model
 
 INPUT_SIZE = 112  # fixed: the GDConv kernel covers the 7x7 map of a 112x112 face crop
 EMBEDDING_DIM = 128

@@ -21,12 +21,12 @@ from dataclasses import dataclass, replace
 from torch import nn
 
 from lightnets.blocks import DepthwiseSeparableConv2d
+from lightnets.cards import ModelCard, register_model
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, make_divisible
 from lightnets.models._common import BlockSite, LightNet, build_stages, init_weights
 from lightnets.models._kernel_study import KernelVariant, register_kernel_study
 from lightnets.models._timm import register_timm_rules
-from lightnets.registry import ModelCard, register_model
 
 PAPER = "arXiv:1704.04861"
 

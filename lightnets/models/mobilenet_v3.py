@@ -20,11 +20,11 @@ from functools import partial
 from torch import Tensor, nn
 
 from lightnets.blocks import InvertedResidual
+from lightnets.cards import ModelCard, register_model
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct, get_act, make_divisible
 from lightnets.models._common import BlockSite, LightNet, build_stages, by_width, init_weights
 from lightnets.models._timm import register_timm_rules
-from lightnets.registry import ModelCard, register_model
 
 PAPER = "arXiv:1905.02244"
 

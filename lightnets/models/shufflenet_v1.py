@@ -27,10 +27,10 @@ from functools import partial
 from torch import nn
 
 from lightnets.blocks import ShuffleUnitV1
+from lightnets.cards import ModelCard, register_model
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct
 from lightnets.models._common import BlockSite, LightNet, StageRow, build_stages, init_weights
-from lightnets.registry import ModelCard, register_model
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from functools import partial
 from torch import nn
 
 from lightnets.blocks import ShuffleUnitV2
+from lightnets.cards import ModelCard, register_model
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct
 from lightnets.models._common import BlockSite, LightNet, StageRow, build_stages, init_weights
 from lightnets.models.shufflenet_v1 import STEM_CHANNELS, shufflenet_stem
-from lightnets.registry import ModelCard, register_model
 
 
 @dataclass(frozen=True)

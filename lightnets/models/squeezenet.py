@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightnets.blocks import FireModule
+from lightnets.cards import ModelCard, register_model
 from lightnets.errors import ConfigError
 from lightnets.models._common import LightNet, init_weights
-from lightnets.registry import ModelCard, register_model
 
 NUM_FEATURES = 512  # fire9's output, the input of conv10
 

@@ -40,11 +40,11 @@ from lightnets.blocks.vg_blocks import (
     SharedDepthwiseConv2d,
     conv_act_norm,
 )
+from lightnets.cards import ModelCard, register_model
 from lightnets.errors import ConfigError
 from lightnets.layers.activations import get_act
 from lightnets.layers.fixed import FixedDepthwiseConv2d
 from lightnets.models._common import BlockSite, LightNet, StageRow, build_stages, init_weights
-from lightnets.registry import ModelCard, register_model
 
 PAPER = "arXiv:2207.10318"
 

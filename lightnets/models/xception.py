@@ -27,10 +27,10 @@ from torch import nn
 
 from lightnets.blocks import XceptionBlock
 from lightnets.blocks.xception_block import SeparableConv2d
+from lightnets.cards import INCEPTION_MEAN, INCEPTION_STD, ModelCard, register_model
 from lightnets.errors import ConfigError
 from lightnets.layers import ConvNormAct
 from lightnets.models._common import BlockSite, LightNet, build_stages, init_weights
-from lightnets.registry import INCEPTION_MEAN, INCEPTION_STD, ModelCard, register_model
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,15 @@ imported by the function that needs them. One module per idea, each saying what 
 
     counting.py   parameters (learned, fixed kernels), MACs and all ops (torch.utils.flop_counter)
     memory.py     peak activation memory of one inference forward
-    timing.py     latency (torch.utils.benchmark), CPU load and noise detection
+    timing.py     latency (torch.utils.benchmark) and noise detection
     table.py      profile_model -> ModelProfile, the profile table's columns and footnotes
     layers.py     per-block and per-operator cost of one model
     machine.py    CPU, threads and versions a timing depends on
     plot.py       the Pareto chart (matplotlib)
 
 The runtimes that are timed (eager and every deployment target, lightnets.deploy.targets) are
-built by lightnets.deploy.artifacts.make_runner, re-exported here.
+built by lightnets.deploy.artifacts.make_runner, and the CPU helpers (threads, load, waiting
+for an idle CPU) are lightnets.cpu's; both re-exported here.
 """
 
 from lightnets.deploy.artifacts import Runner, check_runtime, eager_runner, make_runner
@@ -51,7 +52,7 @@ from lightnets.profiling.table import (
     profile_model,
     profile_notes,
 )
-from lightnets.profiling.timing import (
+from lightnets.profiling.timing import (  # the CPU helpers among them: lightnets.cpu's
     MIN_BLOCKS_FOR_IQR,
     SPREAD_LIMIT,
     CpuLoad,

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lightnets.cpu import default_threads, torch_threads
 from lightnets.profiling.counting import count_macs, eval_mode
-from lightnets.profiling.timing import default_threads, torch_threads
 from lightnets.tables import Column
 
 

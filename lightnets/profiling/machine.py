@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from lightnets.profiling.timing import default_threads
+from lightnets.cpu import default_threads
 
 
 def cpu_model() -> str:

@@ -17,17 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lightnets.cpu import default_threads, torch_threads
 from lightnets.deploy.artifacts import make_runner
 from lightnets.errors import ConfigError
 from lightnets.profiling.counting import count_macs, count_params, example_input
 from lightnets.profiling.memory import measure_memory
-from lightnets.profiling.timing import (
-    MIN_BLOCKS_FOR_IQR,
-    Latency,
-    default_threads,
-    measure_latency,
-    torch_threads,
-)
+from lightnets.profiling.timing import MIN_BLOCKS_FOR_IQR, Latency, measure_latency
 from lightnets.tables import Column
 
 

@@ -5,6 +5,7 @@ A checkpoint is a directory `RUN/last` (or `RUN/best`) holding
   ema.safetensors     EMA weights, when the run keeps an EMA
   state.pt            optimizer, scheduler, EMA, grad scaler, RNG states, epoch, step, metrics
 state.pt holds only tensors and plain Python values, so it loads with torch.load(weights_only=True).
+The names are lightnets.rundir's, where readers of a run dir find them too.
 
 The directory is written under a temporary name (`.last.tmp`) and swapped in with two renames
 (last -> .last.old, .last.tmp -> last). `.last.old` is deleted only while a complete `last`
@@ -29,6 +30,15 @@ from torch import Tensor, nn
 
 from lightnets.errors import CheckpointError, ConfigError
 from lightnets.files import atomic_write
+from lightnets.rundir import (  # noqa: F401  (find_checkpoint, RESUME_ORDER: re-exported)
+    BEST,
+    EMA_WEIGHTS,
+    LAST,
+    MODEL_WEIGHTS,
+    RESUME_ORDER,
+    STATE,
+    find_checkpoint,
+)
 
 STATE_FORMAT = 1
 
@@ -87,12 +97,12 @@ def save_checkpoint(
     tmp.mkdir(parents=True)
     # safetensors creates its files 0600; atomic_write gives them the umask's mode like the rest
     tensors = contiguous_state(unwrap(model))
-    atomic_write(tmp / "model.safetensors", lambda path: save_file(tensors, path, metadata))
+    atomic_write(tmp / MODEL_WEIGHTS, lambda path: save_file(tensors, path, metadata))
     if ema is not None:
         ema_tensors = contiguous_state(ema)
-        atomic_write(tmp / "ema.safetensors", lambda path: save_file(ema_tensors, path, metadata))
-    torch.save(state, tmp / "state.pt")
-    with open(tmp / "state.pt", "rb") as fh:  # atomic_write synced the others
+        atomic_write(tmp / EMA_WEIGHTS, lambda path: save_file(ema_tensors, path, metadata))
+    torch.save(state, tmp / STATE)
+    with open(tmp / STATE, "rb") as fh:  # atomic_write synced the others
         os.fsync(fh.fileno())
     _swap(tmp, final, old)
     return final
@@ -135,19 +145,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def find_checkpoint(run_dir: Path, tag: str = "last") -> Path | None:
-    """RUN/<tag>, or the complete previous copy if a swap was interrupted; None if neither."""
-    for candidate in (Path(run_dir) / tag, Path(run_dir) / f".{tag}.old"):
-        if (candidate / "state.pt").is_file() and (candidate / "model.safetensors").is_file():
-            return candidate
-    return None
-
-
 def load_state(ckpt_dir: Path) -> dict:
     """The training state of a checkpoint dir; CheckpointError naming the file if unreadable."""
     from lightnets.weights import torch_load_safely
 
-    path = Path(ckpt_dir) / "state.pt"
+    path = Path(ckpt_dir) / STATE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     state = torch_load_safely(path)
@@ -156,7 +158,7 @@ def load_state(ckpt_dir: Path) -> dict:
     return state
 
 
-def load_model_weights(ckpt_dir: Path, file: str = "model.safetensors") -> dict[str, Tensor]:
+def load_model_weights(ckpt_dir: Path, file: str = MODEL_WEIGHTS) -> dict[str, Tensor]:
     """The tensors of a checkpoint's weights file; CheckpointError naming it if unreadable."""
     from lightnets.weights import read_safetensors
 
@@ -164,9 +166,6 @@ def load_model_weights(ckpt_dir: Path, file: str = "model.safetensors") -> dict[
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     return read_safetensors(path)[0]
-
-
-RESUME_ORDER = ("last", ".last.old", "best", ".best.old")
 
 
 def resume_checkpoint(run_dir: Path) -> tuple[Path, dict, dict, list[str]]:
@@ -257,9 +256,9 @@ def save_run(run, best: bool) -> None:
         run.cfg.to_dict(), run.class_names, p.epoch, p.global_step, model_arch(run.model)
     )
     ema = run.ema.module if run.ema is not None else None
-    save_checkpoint(run.run_dir, "last", run.model, ema, training_state(run), meta)
+    save_checkpoint(run.run_dir, LAST, run.model, ema, training_state(run), meta)
     if best:
-        copy_checkpoint(run.run_dir, "last", "best")
+        copy_checkpoint(run.run_dir, LAST, BEST)
 
 
 def restore(run, state: dict, tensors: dict[str, Tensor]) -> None:

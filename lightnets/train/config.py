@@ -17,6 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lightnets import rundir
 from lightnets.errors import ConfigError, MissingDependencyError, UnknownNameError
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -372,7 +373,7 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
 def resume_config(run_dir: str | os.PathLike, flags: dict) -> TrainConfig:
     """The saved config of `run_dir`, with only the flags that keep the run the same applied."""
     run_dir = os.path.abspath(os.path.expanduser(run_dir))
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / rundir.CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"--resume {run_dir}: no config.json (not a lightnets run dir)")
     saved = TrainConfig.from_dict(json.loads(path.read_text()), str(path))
@@ -394,6 +395,6 @@ def resume_config(run_dir: str | os.PathLike, flags: dict) -> TrainConfig:
         )
     updates = {k: v for k, v in flags.items() if k in RESUME_OVERRIDES}
     updates.update(resume=run_dir, run_dir=run_dir)
-    if saved.arch is not None and (Path(run_dir) / "arch.toml").is_file():
-        updates["arch"] = str(Path(run_dir) / "arch.toml")  # the run's copy outlives the file
+    if saved.arch is not None and (Path(run_dir) / rundir.ARCH).is_file():
+        updates["arch"] = str(Path(run_dir) / rundir.ARCH)  # the run's copy outlives the file
     return absolute_paths(dataclasses.replace(saved, **updates))

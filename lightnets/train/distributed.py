@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from lightnets.cpu import cpu_threads  # noqa: F401  (moved to lightnets.cpu; re-exported)
 from lightnets.errors import ConfigError
 
 
@@ -60,20 +61,6 @@ def setup(device_name: str) -> DistInfo:
             "nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=30)
         )
     return DistInfo(rank, world_size, local_rank, device)
-
-
-def cpu_threads(requested: int, workers: int) -> int:
-    """Intra-op threads: `requested`, else this rank's share of the cores minus its workers.
-
-    torch defaults to every core, ignoring DataLoader workers and other ranks on the machine;
-    oversubscribed OpenMP threads spin against each other (a 2-core training step was ~40x slower
-    with 2 threads plus workers than with 1).
-    """
-    if requested:
-        return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per_rank = (cores or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(1, per_rank - workers)
 
 
 def cleanup() -> None:

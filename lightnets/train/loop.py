@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightnets import rundir
 from lightnets.train import checkpoint as ckpt
 from lightnets.train import report
 from lightnets.train.config import TrainConfig
@@ -189,7 +190,7 @@ def train_step(run: Run, x: Tensor, y: Tensor) -> tuple[float, int]:
 def _nonfinite_message(run: Run, x: Tensor, target: Tensor) -> str:
     p = run.progress
     where = locate_nonfinite(ckpt.unwrap(run.model), x, target, run.criterion, run.autocast)
-    last = ckpt.find_checkpoint(run.run_dir, "last")
+    last = rundir.find_checkpoint(run.run_dir, rundir.LAST)
     kept = f"last good checkpoint kept: {last}" if last else "no checkpoint had been written yet"
     return (
         f"non-finite loss or gradient at epoch {p.epoch + 1}, step {p.step_in_epoch + 1}: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from lightnets import rundir
 from lightnets.files import atomic_write
 
 
@@ -31,6 +32,6 @@ def plot_curves(run_dir: Path, history: list[dict]) -> str | None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    atomic_write(run_dir / "curves.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    atomic_write(run_dir / rundir.CURVES, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return None

@@ -16,40 +16,14 @@ written into the run's config (resume and eval see the same values) and printed 
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from collections import Counter
-from dataclasses import dataclass, field
 
 from lightnets.checkpoints import SMALL_INPUT_MAX
+from lightnets.data.splits import ImageStats  # noqa: F401  (moved there; re-exported)
 from lightnets.train.config import TrainConfig
 from lightnets.train.transforms import pad_for
 
 IMAGENET_SCALE = (0.08, 1.0)
-
-
-@dataclass
-class ImageStats:
-    """Sizes and colour modes of a set of images (from their headers)."""
-
-    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height)
-    modes: Counter = field(default_factory=Counter)
-
-    def add(self, size: tuple[int, int], mode: str) -> None:
-        self.sizes.append(size)
-        self.modes[mode] += 1
-
-    @property
-    def median_side(self) -> int | None:
-        return round(statistics.median(min(s) for s in self.sizes)) if self.sizes else None
-
-    def smaller_than(self, side: int) -> int:
-        return sum(min(s) < side for s in self.sizes)
-
-    def decoded_bytes(self, channels: int) -> int:
-        return sum(w * h * channels for w, h in self.sizes)
-
-    def __add__(self, other: ImageStats) -> ImageStats:
-        return ImageStats(self.sizes + other.sizes, self.modes + other.modes)
 
 
 def choose(cfg: TrainConfig, card, native_side: int | None) -> TrainConfig:

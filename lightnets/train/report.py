@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from lightnets import rundir
 from lightnets.files import write_text
 
 # top-5 of 5 classes or fewer is always 100%: not shown
@@ -85,19 +86,19 @@ def epoch_done(row: dict, epochs: int, skipped: list[str]) -> None:
 
 
 def write_metrics(run_dir: Path, history: list[dict]) -> None:
-    write_text(run_dir / "metrics.json", json.dumps(history, indent=1))
+    write_text(run_dir / rundir.METRICS, json.dumps(history, indent=1))
     columns = list(dict.fromkeys(k for row in history for k in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, columns)
     writer.writeheader()
     writer.writerows(history)
-    write_text(run_dir / "metrics.csv", buf.getvalue())
+    write_text(run_dir / rundir.METRICS_CSV, buf.getvalue())
 
 
 def tensorboard(run_dir: Path, row: dict) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
-    with SummaryWriter(str(run_dir / "tensorboard")) as writer:
+    with SummaryWriter(str(run_dir / rundir.TENSORBOARD)) as writer:
         for key, value in row.items():
             if key != "epoch" and isinstance(value, (int, float)):
                 writer.add_scalar(key, value, row["epoch"])

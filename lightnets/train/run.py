@@ -25,14 +25,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightnets.checkpoints import Preprocessing, build_model, preprocessing
+from lightnets import rundir
+from lightnets.checkpoints import build_model
+from lightnets.cpu import cpu_threads
+from lightnets.data.folders import probe_side
 from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.files import write_text
+from lightnets.preprocess import Preprocessing, image_mode, mean_std, preprocessing
 from lightnets.train import checkpoint as ckpt
 from lightnets.train import data as data_mod
 from lightnets.train import distributed, optim, policy, report
 from lightnets.train.config import TrainConfig, absolute_paths, dump_toml
-from lightnets.train.folders import probe_side
 from lightnets.train.loop import Progress, Run, TrainResult, fit
 from lightnets.train.transforms import eval_transform, train_transform
 
@@ -125,7 +128,7 @@ def _check_run_dir(cfg: TrainConfig, run_dir: Path, class_names: list[str]) -> t
                 f"--resume: the checkpoint has {len(saved)} classes {saved[:5]}..., "
                 f"the data {len(class_names)}"
             )
-    elif ckpt.find_checkpoint(run_dir, "last") is not None:
+    elif rundir.find_checkpoint(run_dir, rundir.LAST) is not None:
         raise ConfigError(
             f"--run-dir {run_dir} already holds a run; pass --resume {run_dir} to "
             f"continue it, or choose another --run-dir"
@@ -196,7 +199,7 @@ def open_data(plan: Plan, is_main: bool) -> tuple[data_mod.Splits, TrainConfig]:
     splits = data_mod.open_splits(
         cfg.data,
         plan.fmt,
-        mode="L" if cfg.in_chans == 1 else "RGB",
+        mode=image_mode(cfg.in_chans),
         train_transform=tf_train,
         eval_transform=eval_transform(pre.img_size, pre.crop_pct),
         val_split=cfg.val_split,
@@ -211,7 +214,7 @@ def open_data(plan: Plan, is_main: bool) -> tuple[data_mod.Splits, TrainConfig]:
             f"--data {cfg.data}: readable training images in {len(found)} class(es) "
             f"({', '.join(found)}); training a classifier needs at least two"
         )
-    mode = "L" if cfg.in_chans == 1 else "RGB"
+    mode = image_mode(cfg.in_chans)
     for split, stats in (("train", splits.train_stats), ("val", splits.val_stats)):
         plan.header += policy.data_notes(stats, pre.img_size, mode, split)
     plan.header += policy.split_notes(splits.class_names, splits.train.labels, splits.val.labels)
@@ -276,13 +279,13 @@ def build_run(
     cfg, lines = policy.memory_format(cfg, dist.device.type)
     plan.header += lines
     if plan.device.type == "cpu":
-        torch.set_num_threads(distributed.cpu_threads(cfg.threads, cfg.workers))
+        torch.set_num_threads(cpu_threads(cfg.threads, cfg.workers))
     train_loader, val_loader = make_loaders(cfg, splits, dist)
     model = place_model(cfg, model, dist)
     optimizer = optim.build_optimizer(cfg, model)
     steps_per_epoch = train_loader.batch_sampler.batches_per_epoch()
     plan.header += policy.bn_momentum_note(cfg, steps_per_epoch)
-    mean = torch.tensor(plan.pre.mean, device=dist.device).view(1, -1, 1, 1)
+    mean, std = mean_std(plan.pre, dist.device)
     run = Run(
         cfg=cfg,
         model=wrap_model(cfg, model, dist),
@@ -298,7 +301,7 @@ def build_run(
         run_dir=plan.run_dir,
         class_names=splits.class_names,
         mean=mean,
-        std=torch.tensor(plan.pre.std, device=dist.device).view(1, -1, 1, 1),
+        std=std,
         amp_dtype=_amp_dtype(cfg.amp, dist.device),
         progress=Progress(),
         on_step=on_step,
@@ -322,14 +325,14 @@ def write_run_files(run: Run) -> None:
     mixnet_custom, arch.toml."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
     values = run.cfg.to_dict()
-    write_text(run.run_dir / "config.json", json.dumps(values, indent=1))
-    write_text(run.run_dir / "config.toml", dump_toml(values))
-    write_text(run.run_dir / "classes.json", json.dumps(run.class_names))
+    write_text(run.run_dir / rundir.CONFIG, json.dumps(values, indent=1))
+    write_text(run.run_dir / rundir.CONFIG_TOML, dump_toml(values))
+    write_text(run.run_dir / rundir.CLASSES, json.dumps(run.class_names))
     arch = getattr(ckpt.unwrap(run.model), "arch", None)
     if arch is not None:  # the table as trained: --resume reads it if the original file is gone
         from lightnets.models.arch import write_arch
 
-        write_arch(arch, run.run_dir / "arch.toml")
+        write_arch(arch, run.run_dir / rundir.ARCH)
 
 
 def describe(run: Run, name: str) -> str:

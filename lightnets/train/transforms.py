@@ -4,8 +4,10 @@ Every transform is a callable `(img, rng) -> img` taking a `random.Random` that 
 from (seed, epoch, sample index). Augmentation is then a pure function of those three numbers: the
 same for any number of workers or ranks, and after a resume in the middle of an epoch.
 
-Workers return uint8 tensors; `normalize` converts whole batches on the device, which is cheaper
-than per-image float conversion and keeps inter-process traffic 4x smaller.
+Training augmentation replaces the eval resize and centre crop of lightnets.preprocess and feeds
+the rest the same way: workers return uint8 tensors (`to_uint8_tensor`), `normalize` converts whole
+batches on the device. The eval side (`eval_transform`, `ResizeCenterCrop`, `normalize`) lives in
+lightnets.preprocess and is re-exported here.
 
 AutoAugment is the ImageNet policy the MixNet/EfficientNet TF code trains with ("v0", from
 tensorflow/tpu autoaugment.py, arXiv:1805.09501); RandAugment follows arXiv:1909.13719. Deviation:
@@ -15,30 +17,18 @@ Posterize keeps 4..8 bits (TF's v0 mapping can keep 0 bits, a black image).
 from __future__ import annotations
 
 import math
-import random
 
 import numpy as np
-import torch
 from torch import Tensor
 
-
-class Compose:
-    def __init__(self, *transforms):
-        self.transforms = [t for t in transforms if t is not None]
-
-    def __call__(self, img, rng: random.Random | None = None):  # eval transforms need no rng
-        for t in self.transforms:
-            img = t(img, rng)
-        return img
-
-    def __repr__(self) -> str:
-        return "Compose(" + ", ".join(map(repr, self.transforms)) + ")"
-
-
-def _resample(name: str):
-    from PIL import Image
-
-    return getattr(Image.Resampling, name)
+from lightnets.preprocess import (  # noqa: F401  (the eval side, re-exported)
+    Compose,
+    ResizeCenterCrop,
+    eval_transform,
+    normalize,
+    resample,
+    to_uint8_tensor,
+)
 
 
 class RandomResizedCrop:
@@ -62,7 +52,7 @@ class RandomResizedCrop:
             cw, ch = (w, round(w / aspect)) if w / h < aspect else (round(h * aspect), h)
             cw, ch = min(cw, w), min(ch, h)
             x, y = (w - cw) // 2, (h - ch) // 2
-        return img.resize((self.size, self.size), _resample("BILINEAR"), box=(x, y, x + cw, y + ch))
+        return img.resize((self.size, self.size), resample("BILINEAR"), box=(x, y, x + cw, y + ch))
 
     def __repr__(self):
         return f"RandomResizedCrop({self.size}, scale={self.scale})"
@@ -127,29 +117,6 @@ class ColorJitter:
         return f"ColorJitter({self.strength})"
 
 
-class ResizeCenterCrop:
-    """Eval preprocessing: shorter side to floor(size / crop_pct), then the central size x size."""
-
-    def __init__(self, size: int, crop_pct: float = 0.875):
-        self.size, self.crop_pct = size, crop_pct
-
-    def __call__(self, img, rng=None):
-        w, h = img.size
-        short = math.floor(self.size / self.crop_pct)
-        nw, nh = (
-            (short, max(short, round(h * short / w)))
-            if w <= h
-            else (max(short, round(w * short / h)), short)
-        )
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), _resample("BICUBIC"))
-        x, y = (nw - self.size) // 2, (nh - self.size) // 2
-        return img.crop((x, y, x + self.size, y + self.size))
-
-    def __repr__(self):
-        return f"ResizeCenterCrop({self.size}, crop_pct={self.crop_pct})"
-
-
 # --- policy augmentation: op(img, level 0..10, rng)
 
 
@@ -165,7 +132,7 @@ def _affine(img, matrix):
     from PIL import Image
 
     return img.transform(
-        img.size, Image.Transform.AFFINE, matrix, _resample("BILINEAR"), fillcolor=_fill(img)
+        img.size, Image.Transform.AFFINE, matrix, resample("BILINEAR"), fillcolor=_fill(img)
     )
 
 
@@ -207,7 +174,7 @@ OPS = {
     "Equalize": _ops("equalize"),
     "Invert": _ops("invert"),
     "Rotate": lambda img, level, rng: img.rotate(
-        _signed(level / 10 * 30, rng), _resample("BILINEAR"), fillcolor=_fill(img)
+        _signed(level / 10 * 30, rng), resample("BILINEAR"), fillcolor=_fill(img)
     ),
     "Posterize": _posterize,
     "Solarize": _solarize,
@@ -308,23 +275,6 @@ def train_transform(
         policy,
         ColorJitter(color_jitter) if color_jitter > 0 else None,
     )
-
-
-def eval_transform(size: int, crop_pct: float = 0.875) -> Compose:
-    return Compose(ResizeCenterCrop(size, crop_pct))
-
-
-def to_uint8_tensor(img) -> Tensor:
-    """PIL image -> (C, H, W) uint8 tensor."""
-    array = np.asarray(img, dtype=np.uint8)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
-
-
-def normalize(batch: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """(N, C, H, W) uint8 -> float, (x / 255 - mean) / std; mean/std shaped (1, C, 1, 1)."""
-    return (batch.float().div_(255) - mean) / std
 
 
 def mix_batch(x: Tensor, target: Tensor, mixup: float, cutmix: float, seed: int) -> tuple:
