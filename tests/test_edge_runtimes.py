@@ -158,6 +158,34 @@ def test_int8_agrees_with_fp32(runtime, tmp_path):
     assert path.stat().st_size < 0.5 * 4 * params
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["executorch", "litert"])
+def test_int8_of_fixed_kernels_followed_by_batchnorm(runtime, tmp_path):
+    """VGNet's fixed Gaussian/edge kernels are buffers; PT2E's conv-BN folding used to fail on
+    them ("attribute 'weight' already exists"), so no VGNet exported to int8 here."""
+    from lightnets.layers.fixed import FixedDepthwiseConv2d
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        FixedDepthwiseConv2d(8, ("gaussian", "sobel_x", "laplacian")),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    ).eval()
+    model[2].running_mean.uniform_(-0.5, 0.5)
+    model[2].running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 16, 16)
+    calibration = [torch.randn(8, 3, 16, 16) for _ in range(2)]
+    _, path, metadata = export(runtime, model, x, tmp_path, "int8", calibration)
+    run = targets.get_target(runtime).load(path, threads=1)
+    check = verify_artifact(run, model, "int8", calibration, metadata["batch"])
+    assert check.cosine >= 0.95, check.summary()
+    assert isinstance(model[1].weight, torch.Tensor) and "weight" in model[1]._buffers  # untouched
+
+
 # channel shuffle, SE (hard-sigmoid and sigmoid gates), mixed kernels, VGNet's fixed kernels;
 # exported re-parameterized, as `lightnets export` does
 ZOO = ["shufflenet_v2_w050", "mixnet_s", "mobilenet_v3_small_w100", "vgnet_g_1_0mp"]

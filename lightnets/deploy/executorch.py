@@ -27,6 +27,7 @@ docs/deploy.md, section "Re-parameterization".
 
 from __future__ import annotations
 
+import copy
 import json
 import operator
 import warnings
@@ -81,7 +82,8 @@ def pt2e_int8(
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch's LeafSpec deprecation, internal
-        graph = torch.export.export(model.eval(), (example,), dynamic_shapes=dynamic_shapes)
+        model = _weights_as_parameters(model.eval())
+        graph = torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes)
         prepared = prepare_pt2e(graph.module(), quantizer)
         seen = 0
         with torch.no_grad():
@@ -92,6 +94,22 @@ def pt2e_int8(
         if not seen:
             raise ConfigError("int8 calibration got no images")
         return convert_pt2e(prepared, fold_quantize=fold_quantize)
+
+
+def _weights_as_parameters(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose convolution weights held as buffers (VGNet's fixed Gaussian and
+    edge kernels, lightnets.layers.FixedDepthwiseConv2d) are frozen parameters. prepare_pt2e
+    folds a following BatchNorm into the conv and registers the folded weight as a parameter,
+    which fails on a buffer of that name ("attribute 'weight' already exists"); the values and
+    the graph are the same either way."""
+    if not any("weight" in m._buffers for m in model.modules()):
+        return model
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if "weight" in module._buffers:
+            weight = module._buffers.pop("weight")
+            module.weight = nn.Parameter(weight, requires_grad=False)
+    return model
 
 
 def int8_quantizer():
