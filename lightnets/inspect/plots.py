@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lightnets.errors import ConfigError, MissingDependencyError
+from lightnets import plotting
+from lightnets.errors import ConfigError
 from lightnets.inspect.classify import CLASSES, KernelClasses
 from lightnets.inspect.kernels import DepthwiseKernels
 from lightnets.inspect.table import stage_label
@@ -24,10 +25,9 @@ STRIDED = "#c0392b"
 
 
 def _figure(width: float, height: float):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise MissingDependencyError("plots need matplotlib: pip install lightnets[plot]") from err
+    plotting.require_matplotlib("plotting")
+    from matplotlib.figure import Figure
+
     return Figure(figsize=(width, height), dpi=110)
 
 
