@@ -168,26 +168,10 @@ def load_checkpoint(
         state, config, metadata, source = read_checkpoint(checkpoint, prefer_ema)
     name = _model_name(model_name, config, checkpoint)
     card = model_card(name)
-    kwargs = {k: v for k, v in model_kwargs.items() if v is not None}
-    from lightnets.weights import is_timm_layout
-
-    if state and not is_timm_layout(state):
-        kwargs.update(infer_shapes(state))
-    if config.get("in_chans"):
-        kwargs["in_chans"] = config["in_chans"]
-    if "arch" in metadata:
-        kwargs["arch"] = _carried_arch(metadata["arch"], kwargs.get("arch"), source)
     class_names = json.loads(metadata["class_names"]) if "class_names" in metadata else None
-    if class_names is not None and card.embedding_dim is None:
-        kwargs.setdefault("num_classes", len(class_names))
+    kwargs = _model_kwargs(model_kwargs, card, state, config, metadata, source, class_names)
     in_chans = kwargs.get("in_chans", 3)
     pre = _preprocessing(config, card, in_chans, img_size)
-    # the stem follows the size the run TRAINED at (an export at another size keeps that stem)
-    small = kwargs.pop("small_input", None)
-    if config.get("small_input") is not None or config.get("img_size"):
-        small = wants_small_input(config.get("img_size") or 0, config.get("small_input"))
-    if small:
-        kwargs["small_input"] = True
     import lightnets
 
     model = lightnets.create_model(name, **{k: v for k, v in kwargs.items() if v is not None})
@@ -208,6 +192,30 @@ def load_checkpoint(
         config=config,
         source=source,
     )
+
+
+def _model_kwargs(model_kwargs: dict, card, state: dict, config: dict, metadata: dict,
+                  source: Path | None, class_names: list[str] | None) -> dict:  # fmt: skip
+    """create_model's keywords: what the checkpoint decides (shapes, the run's in_chans, stem
+    and architecture file, the classes) over the caller's `model_kwargs`."""
+    from lightnets.weights import is_timm_layout
+
+    kwargs = {k: v for k, v in model_kwargs.items() if v is not None}
+    if state and not is_timm_layout(state):
+        kwargs.update(infer_shapes(state))
+    if config.get("in_chans"):
+        kwargs["in_chans"] = config["in_chans"]
+    if "arch" in metadata:
+        kwargs["arch"] = _carried_arch(metadata["arch"], kwargs.get("arch"), source)
+    if class_names is not None and card.embedding_dim is None:
+        kwargs.setdefault("num_classes", len(class_names))
+    # the stem follows the size the run TRAINED at (an export at another size keeps that stem)
+    small = kwargs.pop("small_input", None)
+    if config.get("small_input") is not None or config.get("img_size"):
+        small = wants_small_input(config.get("img_size") or 0, config.get("small_input"))
+    if small:
+        kwargs["small_input"] = True
+    return kwargs
 
 
 def _model_name(requested: str | None, config: dict, checkpoint) -> str:

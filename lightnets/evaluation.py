@@ -27,8 +27,9 @@ from torch.utils.data import Dataset
 
 from lightnets.data import folders, splits
 from lightnets.data.images import ImageDataset, make_loader
-from lightnets.errors import ConfigError
+from lightnets.errors import ConfigError, MissingDependencyError
 from lightnets.files import atomic_write
+from lightnets.plotting import pyplot
 from lightnets.preprocess import Preprocessing, eval_transform, mean_std, normalize
 
 
@@ -194,12 +195,9 @@ def per_class_accuracy(matrix: Tensor, class_names: list[str]) -> dict[str, floa
 def plot_confusion(matrix: torch.Tensor, class_names: list[str], path: Path) -> str | None:
     """The confusion matrix as a PNG at `path` (rows normalized); None, or why there is none."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "confusion matrix PNG skipped: matplotlib missing (pip install lightnets[plot])"
+        plt = pyplot(Path(path).name)
+    except MissingDependencyError as err:
+        return str(err)
     n = len(class_names)
     rows = matrix.double() / matrix.sum(1, keepdim=True).clamp(min=1)
     size = min(4 + 0.35 * n, 30)

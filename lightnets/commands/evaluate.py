@@ -194,7 +194,7 @@ def _artifact(args) -> Subject:
 
     path = Path(args.model)
     target = targets.require(targets.target_for_artifact(path))
-    meta = _artifact_metadata(path)
+    meta = targets.read_artifact_metadata(path)
     if args.data is None:
         raise ConfigError(f"--model {path}: an artifact carries no data folder, pass --data")
     pre, class_names = Preprocessing.from_dict(meta), list(meta["class_names"])
@@ -253,26 +253,3 @@ def _print_artifact(result: dict, subject: Subject) -> None:
             f"PyTorch {subject.name}: top-1 {result['pytorch_top1']:.2f}%  drop "
             f"{result['top1_drop']:+.2f} points"
         )
-
-
-def _artifact_metadata(path: Path) -> dict:
-    """The sidecar; for an ONNX file exported before sidecars existed, its metadata_props."""
-    from lightnets.deploy import sidecar
-    from lightnets.errors import ConfigError
-
-    if sidecar.sidecar_path(path).is_file() or path.suffix != ".onnx":
-        meta = sidecar.read_sidecar(path)
-    else:
-        from lightnets.deploy.loaders import read_onnx_metadata
-
-        meta = {k: sidecar.json_or_text(v) for k, v in read_onnx_metadata(path).items()}
-        if "input_size" in meta:
-            meta["in_chans"], meta["img_size"] = meta["input_size"][0], meta["input_size"][1]
-    missing = [
-        k
-        for k in ("model_name", "img_size", "crop_pct", "mean", "std", "class_names")
-        if k not in meta
-    ]
-    if missing:
-        raise ConfigError(f"--model {path}: its metadata lacks {', '.join(missing)}")
-    return meta

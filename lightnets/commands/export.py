@@ -59,28 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--precision", default="fp32", help="fp32 (default), fp16, bf16 or int8, as the runtime has"
     )
-    p.add_argument(
-        "--calibrate", metavar="DIR", help="int8: calibration images (default: the run's)"
-    )
-    p.add_argument(
-        "--calibration-images",
-        type=_flags.positive_int,
-        default=200,
-        metavar="N",
-        help="int8: how many images to calibrate on (default 200)",
-    )
-    p.add_argument(
-        "--keep-float",
-        metavar="KINDS",
-        help="int8: layers to keep in float, comma-separated: se, act, dw, dw-large, first, last",
-    )
-    p.add_argument(
-        "--quantizer",
-        choices=("ort", "nncf"),
-        default="ort",
-        help="onnxruntime int8: ort (quantize_static, the default) or nncf (bias correction: "
-        "more accurate, but ORT on x86 runs its graph ~5x slower)",
-    )
+    _add_int8_options(p)
     # until 0.1 `--format onnx|torchscript` chose the file; --format now means table formats
     p.add_argument("--format", dest="old_format", choices=("onnx", "torchscript"), help=SUPPRESS)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -107,23 +86,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_int8_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--calibrate", metavar="DIR", help="int8: calibration images (default: the run's)"
+    )
+    p.add_argument(
+        "--calibration-images",
+        type=_flags.positive_int,
+        default=200,
+        metavar="N",
+        help="int8: how many images to calibrate on (default 200)",
+    )
+    p.add_argument(
+        "--keep-float",
+        metavar="KINDS",
+        help="int8: layers to keep in float, comma-separated: se, act, dw, dw-large, first, last",
+    )
+    p.add_argument(
+        "--quantizer",
+        choices=("ort", "nncf"),
+        default="ort",
+        help="onnxruntime int8: ort (quantize_static, the default) or nncf (bias correction: "
+        "more accurate, but ORT on x86 runs its graph ~5x slower)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from lightnets.checkpoints import load_checkpoint
-    from lightnets.deploy import artifacts, sidecar, targets
+    from lightnets.deploy import artifacts, targets
     from lightnets.files import check_writable
 
     parser = build_parser()
     args = _flags.parse_args(parser, argv)
-    args.checkpoint, args.model = _flags.model_or_run(args.model, args.checkpoint)
-    args.model = _flags.model_for_arch(args.model, args.arch, "MODEL")
-    if args.model is None and args.checkpoint is None:
-        parser.error("name a MODEL or give a --checkpoint")
-    if args.old_format:
-        args.runtime = {"onnx": "onnxruntime"}.get(args.old_format, args.old_format)
-        print(
-            f"lightnets export: note: --format is deprecated, use --runtime {args.runtime}",
-            file=sys.stderr,
-        )
+    _model_and_runtime(parser, args)
     target, keep_float = _checked_choices(args)
     path = Path(args.output)
     check_writable(path, "-o")
@@ -140,30 +135,62 @@ def main(argv: list[str] | None = None) -> int:
         arch=args.arch,
     )
     size = artifacts.check_input_size(loaded)
-    calibration = None
-    if args.precision == "int8":
-        calibration = _calibration(args, loaded)
-    deployed = loaded.model
-    if args.reparameterize and target.reparameterize:
-        from lightnets.deploy import reparameterize
-
-        deployed = reparameterize(loaded.model)
-        print(f"re-parameterized: {deployed.reparam_report.summary()}")
-    onnx_options = {"opset": args.opset} if args.opset != 17 else {}
-    if args.exporter != "auto":
-        onnx_options["dynamo"] = args.exporter == "dynamo"
+    calibration = _calibration(args, loaded) if args.precision == "int8" else None
     metadata = artifacts.export_verified(
         loaded,
         args.runtime,
         args.precision,
         path,
-        deployed=deployed,
+        deployed=_deployed(args, target, loaded),
         calibration=calibration,
         keep_float=keep_float,
         quantize={"quantizer": args.quantizer} if args.quantizer != "ort" else None,
         rtol=args.rtol,
-        extra={"onnx": onnx_options} if onnx_options else None,
+        extra=_onnx_options(args),
     )
+    _print_written(args, path, metadata, loaded.in_chans, size)
+    return 0
+
+
+def _model_and_runtime(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """MODEL, --checkpoint and --arch resolved into args.model / args.checkpoint; the
+    deprecated --format onnx|torchscript into --runtime."""
+    args.checkpoint, args.model = _flags.model_or_run(args.model, args.checkpoint)
+    args.model = _flags.model_for_arch(args.model, args.arch, "MODEL")
+    if args.model is None and args.checkpoint is None:
+        parser.error("name a MODEL or give a --checkpoint")
+    if args.old_format:
+        args.runtime = {"onnx": "onnxruntime"}.get(args.old_format, args.old_format)
+        print(
+            f"lightnets export: note: --format is deprecated, use --runtime {args.runtime}",
+            file=sys.stderr,
+        )
+
+
+def _deployed(args, target, loaded):
+    """The module to export: re-parameterized for the runtimes that gain from it."""
+    if not (args.reparameterize and target.reparameterize):
+        return loaded.model
+    from lightnets.deploy import reparameterize
+
+    deployed = reparameterize(loaded.model)
+    print(f"re-parameterized: {deployed.reparam_report.summary()}")
+    return deployed
+
+
+def _onnx_options(args) -> dict | None:
+    """export_verified's `extra` for the ONNX exporter: --opset and --exporter when not default."""
+    options = {"opset": args.opset} if args.opset != 17 else {}
+    if args.exporter != "auto":
+        options["dynamo"] = args.exporter == "dynamo"
+    return {"onnx": options} if options else None
+
+
+def _print_written(args, path: Path, metadata: dict, in_chans: int, size: int) -> None:
+    """What was kept in float, the ONNX ops, and the artifact with its check."""
+    from lightnets.deploy import sidecar
+    from lightnets.deploy.checks import Verification
+
     if "quantization" in metadata:
         kept = metadata["quantization"]["kept_float"]
         print("kept in float: " + (", ".join(f"{k} {n}" for k, n in kept.items()) or "-"))
@@ -172,19 +199,13 @@ def main(argv: list[str] | None = None) -> int:
 
         ops = sorted(op_counts(path).items(), key=lambda kv: -kv[1])
         print("ops: " + ", ".join(f"{op} {n}" for op, n in ops))
-    from lightnets.deploy.checks import Verification
-
-    fields = Verification.__dataclass_fields__
-    check = Verification(
-        **{k: v for k, v in metadata["verification"].items() if k in fields}
-    ).summary()
+    check = Verification.from_dict(metadata["verification"]).summary()
     size_mb = sum(p.stat().st_size for p in sidecar.artifact_files(path)) / 1e6
     print(
         f"wrote {path} ({size_mb:.1f} MB, {args.runtime} {args.precision}, input (N, "
-        f"{loaded.in_chans}, {size}, {size})) and {sidecar.sidecar_path(path).name}; {check} "
+        f"{in_chans}, {size}, {size})) and {sidecar.sidecar_path(path).name}; {check} "
         f"on {metadata['verification']['cpu_class']}"
     )
-    return 0
 
 
 def _checked_choices(args):
@@ -209,19 +230,16 @@ def _checked_choices(args):
 
 
 def _calibration(args, loaded):
-    from lightnets.deploy.quantize import (
-        calibration_batches,
-        calibration_files,
-        default_calibration_dir,
-    )
+    """The int8 calibration batches: --calibrate, else the run's training images."""
+    from lightnets.deploy import calibration
     from lightnets.errors import ConfigError
 
-    folder = args.calibrate or default_calibration_dir(loaded)
+    folder = calibration.calibration_dir(loaded, args.calibrate)
     if folder is None:
         raise ConfigError(
             "int8 needs calibration images: pass --calibrate DIR (this checkpoint names no "
             "training image folder)"
         )
-    files = calibration_files(folder, args.calibration_images)
+    files = calibration.calibration_files(folder, args.calibration_images)
     print(f"calibrating on {len(files)} images from {folder}")
-    return calibration_batches(files, loaded.preprocessing, loaded.in_chans)
+    return calibration.calibration_batches(files, loaded.preprocessing, loaded.in_chans)

@@ -25,7 +25,7 @@ import torch
 from lightnets import create_model, list_models, model_card, profiling
 from lightnets.commands import _flags
 from lightnets.commands.models import match_models
-from lightnets.deploy.artifacts import check_runtime, eager_runner
+from lightnets.deploy.artifacts import check_runtime
 from lightnets.deploy.targets import TIMED_RUNTIMES
 from lightnets.errors import ConfigError
 from lightnets.files import check_writable
@@ -54,7 +54,6 @@ def _batches(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # over 60 lines, but flat: one add_argument per flag, in --help order
     parser = argparse.ArgumentParser(
         prog="lightnets profile",
         description="Params, MACs, activation memory and latency of each model, beside the "
@@ -68,6 +67,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _flags.add_arch(parser)
     _flags.add_img_size(parser, help="input side in pixels (default: each model's card input_size)")
+    _add_what_is_timed(parser)
+    parser.add_argument(
+        "--layers",
+        action="store_true",
+        help="one model: params, MACs and time share per block and per operator",
+    )
+    parser.add_argument(
+        "--top",
+        type=_flags.positive_int,
+        default=15,
+        help="rows shown with --layers, by time (default 15)",
+    )
+    _flags.add_format(parser)
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="Pareto chart: paper top-1 vs measured latency and vs MACs",
+    )
+    _add_timing(parser)
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress on stderr (a bar on a terminal, else one line per model)",
+    )
+    return parser
+
+
+def _add_what_is_timed(parser: argparse.ArgumentParser) -> None:
+    """--batch, --threads, --device, --runtime and --reparameterize: what runs, on what."""
     parser.add_argument(
         "--batch",
         type=_batches,
@@ -92,23 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="profile the inference form: BN folded, mixed convs merged (lightnets.deploy)",
     )
-    parser.add_argument(
-        "--layers",
-        action="store_true",
-        help="one model: params, MACs and time share per block and per operator",
-    )
-    parser.add_argument(
-        "--top",
-        type=_flags.positive_int,
-        default=15,
-        help="rows shown with --layers, by time (default 15)",
-    )
-    _flags.add_format(parser)
-    parser.add_argument(
-        "--plot",
-        metavar="FILE.png",
-        help="Pareto chart: paper top-1 vs measured latency and vs MACs",
-    )
+
+
+def _add_timing(parser: argparse.ArgumentParser) -> None:
+    """--warmup and --min-time: how long each measurement runs."""
     parser.add_argument(
         "--warmup",
         type=_flags.nonnegative_int,
@@ -121,12 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.25,
         help="seconds of timed calls per measurement (default 0.25)",
     )
-    parser.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress on stderr (a bar on a terminal, else one line per model)",
-    )
-    return parser
 
 
 def resolve_models(patterns: Sequence[str], arch: str | None = None) -> list[str]:
@@ -258,17 +267,16 @@ def print_models(profiles: list, fmt: str, machine: dict) -> None:
 
 
 def print_layers(name: str, args: argparse.Namespace, machine: dict) -> None:
-    model = build_model(name, args).to(args.device).eval()
-    resolution = args.img_size or model.card.input_size
-    profiling.check_resolution(model, resolution, name)
-    x = profiling.example_input(model, resolution, 1, args.device)
-    threads = args.threads or profiling.default_threads()
-    with profiling.CpuLoad() as load:
-        blocks = profiling.layer_profile(
-            model, x, threads=threads, warmup=args.warmup, min_run_time=args.min_time
-        )
-        ops = profiling.op_profile(eager_runner(model, x, threads, None), x, threads=threads)
-    busy = profiling.contention(load.cores, threads)
+    report = profiling.profile_layers(
+        build_model(name, args),
+        args.img_size,
+        threads=args.threads,
+        device=args.device,
+        warmup=args.warmup,
+        min_run_time=args.min_time,
+        name=name,
+    )
+    blocks, ops, resolution, busy = report.blocks, report.ops, report.resolution, report.noise
     block_rows = [
         dict(dataclasses.asdict(b), macs_m=b.macs / 1e6, all_ops_m=b.all_ops / 1e6) for b in blocks
     ]

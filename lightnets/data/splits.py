@@ -125,6 +125,13 @@ def open_splits(
             train_stats=_array_stats(xtr),
             val_stats=_array_stats(xva),
         )
+    return _folder_splits(data, train_transform, eval_transform, val_split, strict, kw)
+
+
+def _folder_splits(data: str, train_transform, eval_transform, val_split: float, strict: bool,
+                   kw: dict) -> Splits:  # fmt: skip
+    """An image folder's splits: DIR/train/<class>/ and DIR/val/<class>/, or a stratified
+    `val_split` of DIR/train/ when there is no val/."""
     root = Path(data)
     train_dir = root / "train"
     if not train_dir.is_dir():

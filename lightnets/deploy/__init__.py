@@ -5,7 +5,9 @@ precision, int8 quantization, and the runners the profiler times.
 `loaders` runs an artifact (numpy in and out, no torch), `sidecar` is the metadata every artifact
 carries, `artifacts` exports and verifies (`export_verified`, `make_runner`) by the rule in
 `checks`, `reference` is the reference set `lightnets verify` re-runs, `quantize` holds the int8
-quantizers. The names below load on first use, so that the torch-free modules stay torch-free.
+quantizers (`calibration`: the images they calibrate on). `matrix` is the matrix of `lightnets
+deploy` (every runtime x precision exported, scored and timed) and `report` words and draws it.
+The names below load on first use, so that the torch-free modules stay torch-free.
 """
 
 import importlib

@@ -91,21 +91,8 @@ def export_verified(
     sidecar's metadata.
     """
     target = require(get_target(runtime))
-    check_precision(target, precision)
-    keep_float = list(keep_float)
-    if keep_float and precision != "int8":
-        raise ConfigError("--keep-float only applies to --precision int8")
-    if precision == "int8" and not calibration:
-        raise ConfigError("int8 needs calibration images: pass --calibrate DIR")
-    if deployed is None and target.reparameterize:
-        from lightnets.deploy.reparam import reparameterize
-
-        deployed = reparameterize(loaded.model)
-    deployed = loaded.model if deployed is None else deployed
-    size = loaded.preprocessing.img_size
-    example = torch.randn(
-        2, loaded.in_chans, size, size, generator=torch.Generator().manual_seed(0)
-    )
+    keep_float = _checked_options(target, precision, keep_float, calibration)
+    deployed = _module_to_export(loaded, target, deployed)
     metadata = artifact_metadata(
         loaded,
         runtime,
@@ -116,12 +103,8 @@ def export_verified(
         **(extra or {}),
     )
     final = Path(path)
-    # written and checked under a staging name: a rejected artifact never replaces a good one
-    path = Path(target.export(deployed, staged(final, target, "partial"), example, precision,
-                              calibration, metadata))  # fmt: skip
-    if sidecar_path(path).is_file():  # an exporter may have written its own additions
-        metadata = {**metadata, **read_sidecar(path)}
-        sidecar_path(path).unlink()
+    path, metadata = _export_staged(loaded, target, deployed, final, precision, calibration,
+                                    metadata)  # fmt: skip
     try:
         verification, exported = _verify_export(loaded, target, path, final.name, precision,
                                                 calibration, metadata, rtol, min_agreement,
@@ -137,18 +120,60 @@ def export_verified(
     metadata["files"] = [p.name for p in artifact_files(final)]
     if "companion_files" in metadata:
         metadata["companion_files"] = metadata["files"][1:]
-    limits = (
-        {
+    limits = _limits(loaded, precision, rtol, min_agreement, min_cosine)
+    inputs = list(calibration) if precision == "int8" else _float_inputs(loaded)
+    attach_reference(loaded, final, metadata, inputs, limits, exported)
+    return metadata
+
+
+def _export_staged(loaded, target: Target, deployed: nn.Module, final: Path, precision: str,
+                   calibration, metadata: dict) -> tuple[Path, dict]:  # fmt: skip
+    """The artifact written under a staging name beside `final` (checked there, a rejected
+    artifact never replaces a good one), and `metadata` with what its exporter added."""
+    size = loaded.preprocessing.img_size
+    example = torch.randn(
+        2, loaded.in_chans, size, size, generator=torch.Generator().manual_seed(0)
+    )
+    path = Path(target.export(deployed, staged(final, target, "partial"), example, precision,
+                              calibration, metadata))  # fmt: skip
+    if sidecar_path(path).is_file():  # an exporter may have written its own additions
+        metadata = {**metadata, **read_sidecar(path)}
+        sidecar_path(path).unlink()
+    return path, metadata
+
+
+def _limits(loaded, precision: str, rtol, min_agreement: float, min_cosine: float) -> dict:
+    """The thresholds the export was checked against, stored with the reference set."""
+    if precision == "int8":
+        return {
             "min_agreement": min_agreement,
             "min_cosine": min_cosine,
             "classifier": _classifier(loaded),
         }
-        if precision == "int8"
-        else {"rtol": FLOAT_RTOL[precision] if rtol is None else rtol}
-    )
-    inputs = list(calibration) if precision == "int8" else _float_inputs(loaded)
-    attach_reference(loaded, final, metadata, inputs, limits, exported)
-    return metadata
+    return {"rtol": FLOAT_RTOL[precision] if rtol is None else rtol}
+
+
+def _checked_options(target: Target, precision: str, keep_float: Iterable[str],
+                     calibration) -> list[str]:  # fmt: skip
+    """The --keep-float kinds, once the precision, kinds and calibration images fit together."""
+    check_precision(target, precision)
+    keep_float = list(keep_float)
+    if keep_float and precision != "int8":
+        raise ConfigError("--keep-float only applies to --precision int8")
+    if precision == "int8" and not calibration:
+        raise ConfigError("int8 needs calibration images: pass --calibrate DIR")
+    return keep_float
+
+
+def _module_to_export(loaded, target: Target, deployed: nn.Module | None) -> nn.Module:
+    """`deployed`; by default the model re-parameterized where the target gains from it."""
+    if deployed is not None:
+        return deployed
+    if target.reparameterize:
+        from lightnets.deploy.reparam import reparameterize
+
+        return reparameterize(loaded.model)
+    return loaded.model
 
 
 def attach_reference(loaded, artifact: Path, metadata: dict, inputs, limits: dict,

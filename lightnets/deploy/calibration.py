@@ -1,9 +1,10 @@
 """int8 calibration images: which files, read how, and as what the quantizers take.
 
-`calibration_files` draws them (seeded) from a folder, `calibration_batches` reads them through
-the model's eval preprocessing into normalized NCHW float32 batches, `as_batches` hands those to a
-quantizer as arrays. lightnets.deploy.quantize and lightnets.deploy.quantize_nncf calibrate on
-them; the int8 export check and the reference set run on them too.
+`calibration_dir` says which folder, `calibration_files` draws them (seeded) from it,
+`calibration_batches` reads them through the model's eval preprocessing into normalized NCHW
+float32 batches, `as_batches` hands those to a quantizer as arrays. lightnets.deploy.quantize and
+lightnets.deploy.quantize_nncf calibrate on them; the int8 export check and the reference set run
+on them too.
 """
 
 from __future__ import annotations
@@ -69,3 +70,12 @@ def default_calibration_dir(loaded) -> Path | None:
     if not data or not Path(data).is_dir():
         return None
     return Path(data) / "train" if (Path(data) / "train").is_dir() else Path(data)
+
+
+def calibration_dir(loaded, folder=None, beside=None) -> str | os.PathLike | None:
+    """Where int8 calibrates: `folder` when given; else the train/ folder beside `beside` (the
+    labelled images `lightnets deploy` evaluates on) when there is one; else the run's training
+    images (`default_calibration_dir`). None when there are none."""
+    if folder is None and beside is not None and (Path(beside) / "train").is_dir():
+        folder = Path(beside) / "train"
+    return folder or default_calibration_dir(loaded)

@@ -66,6 +66,12 @@ class Verification:
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
+    @classmethod
+    def from_dict(cls, record: dict) -> Verification:
+        """A sidecar's "verification" read back; the keys that are not fields (the machine
+        targets.verified_on adds) are left out."""
+        return cls(**{k: v for k, v in record.items() if k in cls.__dataclass_fields__})
+
 
 def run_batches(run: Callable[[np.ndarray], np.ndarray], batches: Iterable[Tensor],
                 batch: int | None) -> Tensor:  # fmt: skip
@@ -112,14 +118,7 @@ def verify_artifact(
         raise ConfigError(f"{name} returns non-finite values")
     n = expected.shape[0]
     if precision != "int8":
-        error = relative_error(actual, expected)
-        limit = FLOAT_RTOL[precision] if rtol is None else rtol
-        if error > limit:
-            raise ConfigError(
-                f"{name} ({precision}) differs from PyTorch: relative error {error:.2e} > "
-                f"{limit:.0e}"
-            )
-        return Verification(precision, n, relative_error=error)
+        return _verify_float(actual, expected, precision, rtol, name)
     check = judge_int8(actual.numpy(), expected.numpy(), min_agreement, min_cosine, classifier)
     on_labels = None
     if not check.passed and labelled is not None and check.cosine >= min_cosine:
@@ -128,21 +127,39 @@ def verify_artifact(
             return Verification(precision, n, agreement=check.agreement, cosine=check.cosine,
                                 confident=check.confident, note=on_labels)  # fmt: skip
     if not check.passed:
-        confident = (
-            f", {100 * check.confident_agreement:.1f}% on the {check.confident} confident ones"
-            if check.note and check.confident_agreement is not None
-            else ""
-        )
-        raise ConfigError(
-            f"{name} (int8) strays from fp32 on {n} calibration images: top-1 agreement "
-            f"{100 * check.agreement:.1f}%{confident} (need {100 * min_agreement:.0f}%), logit "
-            f"cosine {check.cosine:.4f} (need {min_cosine})"
-            + (f"; {on_labels}" if on_labels else "")
-            + "; keep more layers in float (--keep-float) or calibrate on more images"
-        )
+        raise ConfigError(_int8_refusal(check, n, name, min_agreement, min_cosine, on_labels))
     return Verification(precision, n, agreement=check.agreement, cosine=check.cosine,
                         confident=check.confident, confident_agreement=check.confident_agreement,
                         note=check.note)  # fmt: skip
+
+
+def _verify_float(actual: Tensor, expected: Tensor, precision: str, rtol: float | None,
+                  name: str) -> Verification:  # fmt: skip
+    """A float artifact's check: relative error within `rtol` (default FLOAT_RTOL)."""
+    error = relative_error(actual, expected)
+    limit = FLOAT_RTOL[precision] if rtol is None else rtol
+    if error > limit:
+        raise ConfigError(
+            f"{name} ({precision}) differs from PyTorch: relative error {error:.2e} > {limit:.0e}"
+        )
+    return Verification(precision, expected.shape[0], relative_error=error)
+
+
+def _int8_refusal(check, n: int, name: str, min_agreement: float, min_cosine: float,
+                  on_labels: str | None) -> str:  # fmt: skip
+    """Why an int8 artifact is refused: what it measured against what it needed, and what to try."""
+    confident = (
+        f", {100 * check.confident_agreement:.1f}% on the {check.confident} confident ones"
+        if check.note and check.confident_agreement is not None
+        else ""
+    )
+    return (
+        f"{name} (int8) strays from fp32 on {n} calibration images: top-1 agreement "
+        f"{100 * check.agreement:.1f}%{confident} (need {100 * min_agreement:.0f}%), logit "
+        f"cosine {check.cosine:.4f} (need {min_cosine})"
+        + (f"; {on_labels}" if on_labels else "")
+        + "; keep more layers in float (--keep-float) or calibrate on more images"
+    )
 
 
 class ArtifactModule(nn.Module):

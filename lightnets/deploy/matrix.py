@@ -1,15 +1,19 @@
-"""The deployment matrix behind `lightnets deploy`: one cell per runtime x precision, timed in
-interleaved rounds, scored on the user's images, and the fastest cell within an accuracy budget."""
+"""The deployment matrix behind `lightnets deploy`: one cell per runtime x precision, exported
+and verified, scored on the user's images beside the PyTorch reference, timed in interleaved
+rounds, and the fastest cell within an accuracy budget. lightnets.deploy.report words and draws
+the result."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from lightnets.deploy import artifacts, checks, targets
 from lightnets.deploy.sidecar import artifact_files
+from lightnets.errors import LightnetsError
 
 # ------------------------------------------------------------------ the deployment matrix
 
@@ -33,6 +37,125 @@ class Cell:
     @property
     def label(self) -> str:
         return f"{self.runtime} {self.precision}"
+
+
+# ------------------------------------------------------------------ export and score
+
+
+def reference_cell(model: torch.nn.Module, images, threads: int) -> Cell:
+    """The PyTorch model's cell, the reference: its runner and its top-1/top-5 on `images`
+    (lightnets.evaluation.EvalImages), run with `threads` threads."""
+    torch.set_num_threads(threads)
+    eager = Cell("pytorch", "fp32", note="eager, the reference")
+    eager.run, eager.metadata = _eager_runner(model), {}
+    eager.top1, eager.top5 = accuracy(images, model)
+    return eager
+
+
+def labelled_judge(images, reference_top1: float, max_drop: float) -> Callable:
+    """int8 judged where it matters when top-1 agreement with fp32 refuses it: the top-1 drop
+    on the labelled images, within --max-drop (checks.verify_artifact's `labelled`)."""
+
+    def judge(run, batch) -> tuple[bool, str]:
+        top1, _ = accuracy(images, checks.ArtifactModule(run, batch))
+        drop = reference_top1 - top1
+        accepted = drop <= max_drop
+        return accepted, (
+            f"on {len(images)} labelled images top-1 {top1:.2f}% vs PyTorch {reference_top1:.2f}%"
+            f" (drop {drop:.2f} {'<=' if accepted else '>'} --max-drop {max_drop:g})"
+        )
+
+    return judge
+
+
+def export_cells(
+    loaded,
+    runtimes: list[str],
+    precisions: list[str],
+    folder: Path,
+    *,
+    calibration: list[torch.Tensor] | None = None,
+    keep_float: Sequence[str] = (),
+    labelled: Callable | None = None,
+    on_export: Callable[[Cell, Path], None] | None = None,
+) -> list[Cell]:
+    """One cell per installed runtime x precision it has, exported into `folder` by
+    artifacts.export_verified (re-parameterized where the target wants it); a 'missing' cell per
+    absent runtime. `on_export(cell, path)` is called before each export (progress)."""
+    from lightnets.deploy.reparam import reparameterize
+
+    deployed = reparameterize(loaded.model)  # for the targets that want it (Target.reparameterize)
+    cells = []
+    for runtime in runtimes:
+        target = targets.get_target(runtime)
+        if targets.missing(target):
+            absent = ", ".join(targets.missing_packages(target))
+            note = f"{absent}: {targets.missing(target)}"
+            cells.append(Cell(runtime, "-", "missing", note))
+            continue
+        for precision in (p for p in precisions if p in target.precisions):
+            model = deployed if target.reparameterize else loaded.model
+            path = folder / f"{loaded.name}-{target.runtime}-{precision}{target.suffix}"
+            int8 = precision == "int8"
+            cell = Cell(target.runtime, precision)
+            if on_export:
+                on_export(cell, path)
+            export_cell(cell, loaded, model, path, calibration=calibration if int8 else None,
+                        keep_float=keep_float if int8 else (), labelled=labelled)  # fmt: skip
+            cells.append(cell)
+    return cells
+
+
+def export_cell(cell: Cell, loaded, deployed, path: Path, **options) -> Cell:
+    """`cell` exported to `path` and verified (artifacts.export_verified with `options`); a
+    failure is the cell's status and note: 'missing' (not installed) or 'failed' (the reason)."""
+    try:
+        cell.metadata = artifacts.export_verified(
+            loaded, cell.runtime, cell.precision, path, deployed=deployed, **options
+        )
+        cell.path = path
+        cell.note = cell.metadata["verification"].get("note", "")
+    except LightnetsError as err:  # not installed, or the artifact failed its check
+        cell.status = "missing" if isinstance(err, ImportError) else "failed"
+        cell.note = " ".join(str(err).split())
+    except Exception as err:  # a converter's own failure: one row, not the whole matrix
+        cell.status, cell.note = (
+            "failed",
+            f"{type(err).__name__}: {' '.join(str(err).split())}"[:300],
+        )
+    if cell.status == "ok" and cell.precision == "bf16" and cell.runtime == "openvino":
+        from lightnets.deploy.loaders import inference_precision
+
+        cell.note = inference_precision("bf16")[1] or ""
+    return cell
+
+
+def score_cells(cells: list[Cell], images, threads: int) -> None:
+    """Top-1/top-5 of each cell's artifact on `images` (filled into the cells, which are loaded
+    with `threads` threads for timing on the way)."""
+    for cell in cells:
+        cell.run = targets.get_target(cell.runtime).load(cell.path, threads)
+        module = checks.ArtifactModule(cell.run, cell.metadata.get("batch"))
+        cell.top1, cell.top5 = accuracy(images, module)
+
+
+def accuracy(images, module) -> tuple[float, float]:
+    """(top-1, top-5) of `module` (a model, or an artifact as one) on `images`."""
+    from lightnets.evaluation import evaluate_on
+
+    res = evaluate_on(module, images, batch_size=32)
+    return res["top1"], res["top5"]
+
+
+def _eager_runner(model):
+    def run(x):
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).numpy()
+
+    return run
+
+
+# ------------------------------------------------------------------ timing
 
 
 def _time_block(run, x, seconds: float = 0.15) -> float:

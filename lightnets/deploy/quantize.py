@@ -173,8 +173,48 @@ def quantize_onnx(
     """
     quantization = require_module("onnxruntime.quantization", "onnx")
     import onnx
+
+    settings = _ort_settings(quantization, quant_format, activations, calibration_method)
+    settings["reduce_range"] = reduce_range
+    batches = as_batches(calibration)
+    with tempfile.TemporaryDirectory(prefix="lightnets-quant-") as tmp:
+        prepared = _prepared(src, Path(tmp) / "prepared.onnx")
+        proto = onnx.load(str(prepared))
+        kept = float_nodes(onnx_graph(proto), keep_float)
+        exact = exact_weight_overrides(proto, 63 if reduce_range else 127) if exact_grids else {}
+        options = _ort_options(extra_options, exact)
+        with _quiet_quantizer():
+            quantization.quantize_static(
+                str(prepared),
+                str(dst),
+                _reader(quantization, batches, onnx_input_name(proto)),
+                nodes_to_exclude=sorted({n for names in kept.values() for n in names}),
+                extra_options=options,
+                **settings,
+            )
+    described = {
+        "format": quant_format,
+        "activations": activations,
+        "weights": "int7" if reduce_range else "int8",
+        "calibration": calibration_method,
+    }
+    return QuantReport("onnxruntime", kept, _report_options(described, options, exact))
+
+
+def _prepared(src: str | os.PathLike, dst: Path) -> Path:
+    """`src` after shape inference and ORT's basic graph optimizations, as quantize_static
+    expects it, at `dst`."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    return dst
+
+
+def _ort_settings(
+    quantization, quant_format: str, activations: str, calibration_method: str
+) -> dict:
+    """quantize_static's settings: int8 weights per output channel, and the format, activation
+    type and calibration method quantize_onnx names; ConfigError for an unknown name."""
     formats = {"qdq": quantization.QuantFormat.QDQ, "qoperator": quantization.QuantFormat.QOperator}
     types = {"uint8": quantization.QuantType.QUInt8, "int8": quantization.QuantType.QInt8}
     methods = {
@@ -186,46 +226,33 @@ def quantize_onnx(
         raise ConfigError(f"calibration_method must be one of {', '.join(methods)}")
     if quant_format not in formats or activations not in types:
         raise ConfigError(f"quant_format {quant_format!r} / activations {activations!r}")
-    batches = as_batches(calibration)
-    with tempfile.TemporaryDirectory(prefix="lightnets-quant-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        # shape inference + ORT's basic graph optimizations, as quantize_static expects
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=False)
-        proto = onnx.load(str(prepared))
-        kept = float_nodes(onnx_graph(proto), keep_float)
-        excluded = sorted({n for names in kept.values() for n in names})
-        # per-batch ranges averaged (NNCF's default is the mean of per-batch min/max): global
-        # extremes let a few outlier activations stretch a tensor's grid; on a CIFAR MixNet-S
-        # this took top-1 agreement with fp32 from 67% to 89% (docs/deploy.md)
-        options = {"CalibMovingAverage": True, "CalibMovingAverageConstant": 0.1}
-        options.update(extra_options or {})
-        exact = exact_weight_overrides(proto, 63 if reduce_range else 127) if exact_grids else {}
-        if exact:
-            options["TensorQuantOverrides"] = {**exact, **options.get("TensorQuantOverrides", {})}
-        with _quiet_quantizer():
-            quantization.quantize_static(
-                str(prepared),
-                str(dst),
-                _reader(quantization, batches, onnx_input_name(proto)),
-                quant_format=formats[quant_format],
-                per_channel=True,
-                reduce_range=reduce_range,
-                activation_type=types[activations],
-                weight_type=quantization.QuantType.QInt8,
-                nodes_to_exclude=excluded,
-                calibrate_method=methods[calibration_method],
-                extra_options=options,
-            )
-    report_options = {
-        "format": quant_format,
-        "activations": activations,
-        "weights": "int7" if reduce_range else "int8",
-        "calibration": calibration_method,
-        **{k: v for k, v in options.items() if k != "TensorQuantOverrides"},
+    return {
+        "per_channel": True,
+        "weight_type": quantization.QuantType.QInt8,
+        "quant_format": formats[quant_format],
+        "activation_type": types[activations],
+        "calibrate_method": methods[calibration_method],
     }
+
+
+def _report_options(described: dict, options: dict, exact: dict) -> dict:
+    """The QuantReport's options: the settings `described`, the extra options but the weight
+    overrides, and how many weights were put on their exact grid."""
+    report = {**described, **{k: v for k, v in options.items() if k != "TensorQuantOverrides"}}
+    return {**report, "exact_grid_weights": len(exact)} if exact else report
+
+
+def _ort_options(extra_options: dict | None, exact: dict[str, list[dict]]) -> dict:
+    """quantize_static's extra_options: the calibration defaults, the caller's, and the exact
+    weight grids as TensorQuantOverrides (the caller's overrides win)."""
+    # per-batch ranges averaged (NNCF's default is the mean of per-batch min/max): global
+    # extremes let a few outlier activations stretch a tensor's grid; on a CIFAR MixNet-S
+    # this took top-1 agreement with fp32 from 67% to 89% (docs/deploy.md)
+    options = {"CalibMovingAverage": True, "CalibMovingAverageConstant": 0.1}
+    options.update(extra_options or {})
     if exact:
-        report_options["exact_grid_weights"] = len(exact)
-    return QuantReport("onnxruntime", kept, report_options)
+        options["TensorQuantOverrides"] = {**exact, **options.get("TensorQuantOverrides", {})}
+    return options
 
 
 def onnx_quantizer(name: str):

@@ -151,6 +151,28 @@ def target_for_artifact(path: str | os.PathLike) -> Target:
     raise ConfigError(f"{path}: not an artifact lightnets can run (suffixes: {suffixes})")
 
 
+# what evaluating an artifact needs from its metadata: the model, its preprocessing, its classes
+EVAL_METADATA = ("model_name", "img_size", "crop_pct", "mean", "std", "class_names")
+
+
+def read_artifact_metadata(path: str | os.PathLike) -> dict:
+    """An artifact's sidecar; for an ONNX file exported before sidecars existed, its
+    metadata_props. ConfigError when it lacks one of EVAL_METADATA."""
+    from lightnets.deploy.sidecar import read_sidecar, sidecar_path
+
+    path = Path(path)
+    if sidecar_path(path).is_file() or path.suffix != ".onnx":
+        meta = read_sidecar(path)
+    else:
+        meta = embedded_metadata(path, "onnxruntime")
+        if "input_size" in meta:
+            meta["in_chans"], meta["img_size"] = meta["input_size"][0], meta["input_size"][1]
+    missing = [k for k in EVAL_METADATA if k not in meta]
+    if missing:
+        raise ConfigError(f"--model {path}: its metadata lacks {', '.join(missing)}")
+    return meta
+
+
 def is_artifact(path: str | os.PathLike) -> bool:
     """True when `path` is an existing file with a sidecar or a known artifact suffix."""
     from lightnets.deploy.sidecar import sidecar_path

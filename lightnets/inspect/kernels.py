@@ -74,8 +74,40 @@ def collect_depthwise_kernels(model: nn.Module) -> OrderedDict[str, DepthwiseKer
     """
     stages = getattr(model, "stages", None)
     num_stages = len(stages) if isinstance(stages, nn.Sequential) else None
+    found = _depthwise_layers(model)
+    if not found:
+        raise ConfigError(
+            f"{module_name(model)} has no depthwise convolution (groups == in == out "
+            "channels, kernel > 1) to inspect"
+        )
+    records: OrderedDict[str, DepthwiseKernels] = OrderedDict()
+    level = 0
+    for name, weight, stride, fixed, dilation, group, parent in found:
+        level += stride > 1 and not group  # a MixConv2d downsamples once, not once per group
+        stage = _stage_of(name, num_stages)
+        w = weight.detach().to("cpu", torch.float32).reshape(-1, *weight.shape[-2:]).clone()
+        records[name] = DepthwiseKernels(
+            name=name,
+            weight=w,
+            stride=int(stride),
+            kernel_size=int(w.shape[-1]),
+            stage=level if stage is None else stage,
+            fixed=fixed,
+            dilation=int(dilation),
+            group=group,
+            parent=parent,
+        )
+    return records
+
+
+# a depthwise layer found: name, weight, stride, fixed, dilation, MixConv group, MixConv name
+_Layer = tuple[str, Tensor, int, bool, int, int | None, str | None]
+
+
+def _depthwise_layers(model: nn.Module) -> list[_Layer]:
+    """Every depthwise layer of `model` in module order (GDConv's pooling left out)."""
     skip: set[int] = set()
-    found: list[tuple[str, Tensor, int, bool, int, int | None, str | None]] = []
+    found: list[_Layer] = []
     for name, module in model.named_modules():
         if id(module) in skip:
             continue
@@ -102,29 +134,7 @@ def collect_depthwise_kernels(model: nn.Module) -> OrderedDict[str, DepthwiseKer
             found.append(
                 (name, module.weight, module.stride[0], False, module.dilation[0], None, None)
             )
-    if not found:
-        raise ConfigError(
-            f"{module_name(model)} has no depthwise convolution (groups == in == out "
-            "channels, kernel > 1) to inspect"
-        )
-    records: OrderedDict[str, DepthwiseKernels] = OrderedDict()
-    level = 0
-    for name, weight, stride, fixed, dilation, group, parent in found:
-        level += stride > 1 and not group  # a MixConv2d downsamples once, not once per group
-        stage = _stage_of(name, num_stages)
-        w = weight.detach().to("cpu", torch.float32).reshape(-1, *weight.shape[-2:]).clone()
-        records[name] = DepthwiseKernels(
-            name=name,
-            weight=w,
-            stride=int(stride),
-            kernel_size=int(w.shape[-1]),
-            stage=level if stage is None else stage,
-            fixed=fixed,
-            dilation=int(dilation),
-            group=group,
-            parent=parent,
-        )
-    return records
+    return found
 
 
 def module_name(model: nn.Module) -> str:

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lightnets.errors import ConfigError, MissingDependencyError
+from lightnets import plotting
+from lightnets.errors import ConfigError
 from lightnets.inspect.classify import CLASSES, KernelClasses
 from lightnets.inspect.kernels import DepthwiseKernels
 from lightnets.inspect.table import stage_label
@@ -24,10 +25,9 @@ STRIDED = "#c0392b"
 
 
 def _figure(width: float, height: float):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise MissingDependencyError("plots need matplotlib: pip install lightnets[plot]") from err
+    plotting.require_matplotlib("plotting")
+    from matplotlib.figure import Figure
+
     return Figure(figsize=(width, height), dpi=110)
 
 
@@ -66,13 +66,7 @@ def plot_kernel_atlas(
         raise ConfigError("no depthwise layers to draw")
     cell = max(r.kernel_size for r in records.values())
     count = min(max_kernels, max(r.channels for r in records.values()))
-    rows: list[tuple[str, DepthwiseKernels | None]] = []
-    last = None
-    for name, rec in records.items():
-        if stage_label(rec) != last:
-            last = stage_label(rec)
-            rows.append((last, None))
-        rows.append((name, rec))
+    rows = _atlas_rows(records)
     row_h, head_h = 0.42, 0.28
     height = sum(head_h if rec is None else row_h for _, rec in rows) + 0.6
     width = 3.2 + 0.3 * count
@@ -88,25 +82,8 @@ def plot_kernel_atlas(
             continue
         y -= row_h
         ax = fig.add_axes([left, (y + 0.04) / height, strip_w, (row_h - 0.08) / height])
-        n = min(count, rec.channels)
-        strip = _kernel_strip(rec.weight, cell, n)
-        ax.imshow(
-            strip.numpy(),
-            cmap="RdBu_r",
-            vmin=-1,
-            vmax=1,
-            interpolation="nearest",
-            aspect="auto",
-            extent=(0, n * (cell + 1) - 1, cell, 0),
-        )
-        ax.set_xlim(0, count * (cell + 1) - 1)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _kernel_row(ax, rec, cell, count, classes[name] if classes and name in classes else None)
         strided = rec.stride > 1
-        for spine in ax.spines.values():
-            spine.set_visible(strided)
-            spine.set_color(STRIDED)
-            spine.set_linewidth(1.5)
         label = f"{name}  {rec.kernel_size}x{rec.kernel_size}" + (f"  s{rec.stride}" * strided)
         label += "  fixed" * rec.fixed
         fig.text(
@@ -118,20 +95,56 @@ def plot_kernel_atlas(
             va="center",
             color=STRIDED if strided else "black",
         )
-        if classes is not None and name in classes:
-            for i, cls in enumerate(classes[name].classes[:n]):
-                if LETTERS[cls]:
-                    ax.text(
-                        i * (cell + 1) + 0.1,
-                        0.1,
-                        LETTERS[cls],
-                        fontsize=4.5,
-                        va="top",
-                        ha="left",
-                        color="black",
-                        weight="bold",
-                    )
     return _save(fig, path)
+
+
+def _atlas_rows(
+    records: Mapping[str, DepthwiseKernels],
+) -> list[tuple[str, DepthwiseKernels | None]]:
+    """The atlas's rows in order: (stage label, None) heading each stage, then (name, record)."""
+    rows: list[tuple[str, DepthwiseKernels | None]] = []
+    last = None
+    for name, rec in records.items():
+        if stage_label(rec) != last:
+            last = stage_label(rec)
+            rows.append((last, None))
+        rows.append((name, rec))
+    return rows
+
+
+def _kernel_row(ax, rec: DepthwiseKernels, cell: int, count: int, classes: KernelClasses | None):
+    """One layer's kernels on `ax`, framed in red when strided, each lettered by its class."""
+    n = min(count, rec.channels)
+    ax.imshow(
+        _kernel_strip(rec.weight, cell, n).numpy(),
+        cmap="RdBu_r",
+        vmin=-1,
+        vmax=1,
+        interpolation="nearest",
+        aspect="auto",
+        extent=(0, n * (cell + 1) - 1, cell, 0),
+    )
+    ax.set_xlim(0, count * (cell + 1) - 1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(rec.stride > 1)
+        spine.set_color(STRIDED)
+        spine.set_linewidth(1.5)
+    if classes is None:
+        return
+    for i, cls in enumerate(classes.classes[:n]):
+        if LETTERS[cls]:
+            ax.text(
+                i * (cell + 1) + 0.1,
+                0.1,
+                LETTERS[cls],
+                fontsize=4.5,
+                va="top",
+                ha="left",
+                color="black",
+                weight="bold",
+            )
 
 
 def _stage_marks(ax, rows: Sequence[dict]) -> None:

@@ -35,10 +35,12 @@ from lightnets.profiling.layers import (
     LAYER_COLUMNS,
     OP_COLUMNS,
     LayerCost,
+    LayerReport,
     OpCost,
     layer_profile,
     model_blocks,
     op_profile,
+    profile_layers,
 )
 from lightnets.profiling.machine import cpu_model, machine_info, machine_line
 from lightnets.profiling.memory import measure_memory
@@ -78,6 +80,7 @@ __all__ = [
     "CpuLoad",
     "Latency",
     "LayerCost",
+    "LayerReport",
     "MacCount",
     "ModelProfile",
     "OpCost",
@@ -105,6 +108,7 @@ __all__ = [
     "model_min_input",
     "op_profile",
     "profile_columns",
+    "profile_layers",
     "profile_model",
     "profile_notes",
     "torch_threads",

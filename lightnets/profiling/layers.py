@@ -1,5 +1,6 @@
 """Where one model's cost goes: per block (params, MACs, all ops, share of forward time) and per
-aten operator (torch.profiler self time), with the columns their tables show."""
+aten operator (torch.profiler self time), with the columns their tables show; `profile_layers`
+measures both (`lightnets profile --layers`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lightnets.cpu import default_threads, torch_threads
-from lightnets.profiling.counting import count_macs, eval_mode
+from lightnets.cpu import CpuLoad, contention, default_threads, torch_threads
+from lightnets.profiling.counting import count_macs, eval_mode, example_input
 from lightnets.tables import Column
 
 
@@ -35,6 +36,18 @@ class OpCost:
     calls: int
     time_ms: float
     time_pct: float
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One model's cost by block and by operator at `resolution` (batch 1) on `threads` threads;
+    `noise`: why the times are probably inflated (other processes took cores), else None."""
+
+    blocks: list[LayerCost]
+    ops: list[OpCost]
+    resolution: int
+    threads: int
+    noise: str | None = None
 
 
 # fmt: off
@@ -185,3 +198,30 @@ def op_profile(fn, x: Tensor, *, threads: int | None = None, runs: int = 5) -> l
     total = sum(t for _, t in events) or 1.0
     rows = [OpCost(e.key, e.count // runs, t / 1e3 / runs, 100.0 * t / total) for e, t in events]
     return sorted(rows, key=lambda r: -r.time_ms)
+
+
+def profile_layers(
+    model: nn.Module,
+    resolution: int | None = None,
+    *,
+    threads: int | None = None,
+    device: str | torch.device = "cpu",
+    warmup: int = 2,
+    min_run_time: float = 0.5,
+    name: str = "",
+) -> LayerReport:
+    """`layer_profile` and `op_profile` of `model` in eval mode on one random image of side
+    `resolution` (default: the card's input_size, 224 without a card), with the machine load
+    watched while they run (lightnets.cpu.CpuLoad)."""
+    from lightnets.deploy.artifacts import eager_runner
+    from lightnets.profiling.table import check_resolution
+
+    model = model.to(device).eval()
+    resolution = resolution or getattr(getattr(model, "card", None), "input_size", 224)
+    check_resolution(model, resolution, name)
+    x = example_input(model, resolution, 1, device)
+    threads = threads or default_threads()
+    with CpuLoad() as load:
+        blocks = layer_profile(model, x, threads=threads, warmup=warmup, min_run_time=min_run_time)
+        ops = op_profile(eager_runner(model, x, threads, None), x, threads=threads)
+    return LayerReport(blocks, ops, resolution, threads, contention(load.cores, threads))

@@ -1,7 +1,7 @@
 """The Pareto chart of a profile: paper top-1 against measured latency and against MACs.
 
-matplotlib is imported inside the functions that draw; `require_matplotlib` lets a caller check
-for it before any slow measurement.
+matplotlib is imported inside the functions that draw, through lightnets.plotting;
+`require_matplotlib` lets a caller check for it before any slow measurement.
 """
 
 from __future__ import annotations
@@ -10,20 +10,18 @@ import math
 import os
 from collections.abc import Sequence
 
-from lightnets.errors import ConfigError, MissingDependencyError
+from lightnets import plotting
+from lightnets.errors import ConfigError
 from lightnets.files import atomic_write
 from lightnets.profiling.machine import machine_info
 from lightnets.profiling.table import ModelProfile
 
+PARETO = "the Pareto plot"  # what needs matplotlib, in the message when it is missing
+
 
 def require_matplotlib():
     """matplotlib with the Agg backend (files only, no display), or MissingDependencyError."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise MissingDependencyError(
-            "the Pareto plot needs matplotlib: pip install lightnets[plot]"
-        ) from None
+    matplotlib = plotting.require_matplotlib(PARETO)
     matplotlib.use("Agg")
     return matplotlib
 
@@ -90,8 +88,7 @@ def plot_pareto(profiles: Sequence[ModelProfile], path: str | os.PathLike) -> li
     """Write a PNG with two panels, paper top-1 against measured latency and against MACs, one
     labelled point per model and the Pareto front as a step line. Returns the models left out
     for having no paper top-1 on their card (ConfigError if that is all of them)."""
-    require_matplotlib()
-    import matplotlib.pyplot as plt
+    plt = plotting.pyplot(PARETO)
 
     points = [p for p in profiles if p.paper_top1 is not None]
     if not points:

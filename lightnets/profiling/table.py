@@ -213,8 +213,6 @@ def profile_model(
     measured on the eager model; `runtime` selects what is timed
     (lightnets.deploy.targets.TIMED_RUNTIMES).
     """
-    # over 60 lines only because the result names each ModelProfile field once; the steps are
-    # in count_*, measure_memory, _time and _beside_paper
     card = getattr(model, "card", None)
     name = getattr(model, "model_name", type(model).__name__)
     resolution = resolution or getattr(card, "input_size", 224)
@@ -242,26 +240,34 @@ def profile_model(
         macs_m=macs.macs / 1e6,
         all_ops_m=macs.all_ops / 1e6,
         peak_mem_mb=peak / 2**20,
-        latency_ms=latency.median_s * 1e3,
-        # a spread needs a few samples; a call slower than min_run_time gives only one or two
-        latency_iqr_ms=latency.iqr_s * 1e3 if latency.blocks >= MIN_BLOCKS_FOR_IQR else None,
-        throughput_ips=throughput.throughput if throughput else None,
+        **_timing_fields(latency, throughput),
         **_beside_paper(card, resolution, params.learned / 1e6, macs.macs / 1e6),
         params=params.learned,
         fixed=params.fixed,
         macs=macs.macs,
         all_ops=macs.all_ops,
         peak_mem_bytes=peak,
-        latency_batch=latency.batch,
-        latency_runs=latency.runs,
-        throughput_batch=throughput.batch if throughput else None,
-        throughput_runs=throughput.runs if throughput else None,
         threads=threads,
         device=str(device),
         runtime=runtime,
-        noise=_noise(latency, throughput),
         reparameterized=hasattr(model, "reparam_report"),
     )
+
+
+def _timing_fields(latency, throughput) -> dict:
+    """The ModelProfile fields of the timings: latency at the small batch, throughput (None
+    without a larger batch), and the noise seen."""
+    return {
+        "latency_ms": latency.median_s * 1e3,
+        # a spread needs a few samples; a call slower than min_run_time gives only one or two
+        "latency_iqr_ms": latency.iqr_s * 1e3 if latency.blocks >= MIN_BLOCKS_FOR_IQR else None,
+        "throughput_ips": throughput.throughput if throughput else None,
+        "latency_batch": latency.batch,
+        "latency_runs": latency.runs,
+        "throughput_batch": throughput.batch if throughput else None,
+        "throughput_runs": throughput.runs if throughput else None,
+        "noise": _noise(latency, throughput),
+    }
 
 
 def _beside_paper(card, resolution: int, params_m: float, macs_m: float) -> dict:

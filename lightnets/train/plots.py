@@ -6,18 +6,17 @@ import math
 from pathlib import Path
 
 from lightnets import rundir
+from lightnets.errors import MissingDependencyError
 from lightnets.files import atomic_write
+from lightnets.plotting import pyplot
 
 
 def plot_curves(run_dir: Path, history: list[dict]) -> str | None:
     """curves.png with loss and accuracy per epoch; a note instead if matplotlib is missing."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "curves.png skipped: matplotlib is not installed (pip install lightnets[plot])"
+        plt = pyplot(rundir.CURVES)
+    except MissingDependencyError as err:
+        return str(err)
     if not history:
         return None
     epochs = [row["epoch"] for row in history]
