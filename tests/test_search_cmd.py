@@ -28,7 +28,13 @@ from test_commands import one_line_error
 from test_compare import image_folder, needs_ray
 
 from lightnets.cli import main as cli_main
-from lightnets.compare.epochs import EpochReports, read_progress, stopped_epoch
+from lightnets.compare.epochs import (
+    EpochReports,
+    mark_stopped,
+    read_progress,
+    stopped_epoch,
+    write_progress,
+)
 from lightnets.errors import ConfigError
 from lightnets.models.arch import read_arch
 from lightnets.search import front as front_mod
@@ -142,8 +148,8 @@ def test_with_a_lag_proposals_wait_and_ignore_results_that_may_arrive_in_any_ord
         evo, running, rng = evolution(lag=2), [], random.Random(order_seed)
         while len(evo.candidates) < 14:
             c = evo.propose()
-            if c is None:  # waiting for the older of the running trials
-                assert len(running) == 2
+            if c is None:  # waits for the oldest running trial (a slot may stay idle)
+                assert running
                 done = running.pop(rng.randrange(len(running)))
                 evo.record(done.index, fake_acc(done.table))
                 continue
@@ -160,7 +166,7 @@ def test_with_a_lag_proposals_wait_and_ignore_results_that_may_arrive_in_any_ord
 
 def test_a_budget_with_no_room_gives_up_with_a_clear_error():
     evo = RegularizedEvolution(
-        fake_ms, fake_ms(space.smallest(SPACE24)), population=2, space=SPACE24, max_tries=20
+        fake_ms, fake_ms(space.smallest(SPACE24)), population=2, sample_size=2, space=SPACE24, max_tries=20
     )
     assert evo.propose().table == space.smallest(SPACE24)
     with pytest.raises(ConfigError, match="raise --latency-ms"):
@@ -212,7 +218,7 @@ def test_best_is_the_highest_objective_measured_within_the_budget():
 # ------------------------------------------------------------------------------ epoch reports
 
 
-def test_epoch_reports_wait_for_earlier_trials_and_record_a_stop(tmp_path):
+def test_epoch_reports_wait_for_earlier_trials(tmp_path):
     progress, reported = tmp_path / "progress", []
     rows = [{"val_acc": 50.0 + e} for e in range(3)]
     lock = threading.Lock()
@@ -220,31 +226,36 @@ def test_epoch_reports_wait_for_earlier_trials_and_record_a_stop(tmp_path):
     def report_as(trial):
         def report(result):
             with lock:
-                reported.append((trial, result["epoch"]))
+                reported.append((trial, result["epoch"], result["objective"]))
 
         return report
 
-    early = EpochReports("c0000", tmp_path / "c0000", progress, (), report_as("c0000"))
+    early = EpochReports("c0000", tmp_path / "c0000", progress, (), report_as("c0000"), 3)
     late = EpochReports(
-        "c0001", tmp_path / "c0001", progress, ("c0000",), report_as("c0001"), acc_factor=0.5
+        "c0001", tmp_path / "c0001", progress, ("c0000",), report_as("c0001"), 3, acc_factor=0.5
     )
-    thread = threading.Thread(target=late, args=(rows,))
+    thread = threading.Thread(target=late.finish, args=(rows,))
     thread.start()
     time.sleep(0.5)
     assert reported == []  # c0001 waits for c0000's first epoch
-    early(rows[:2])
+    early(rows)  # the last epoch is held back until the train command has exited
     time.sleep(0.5)
-    assert reported[:2] == [("c0000", 1), ("c0000", 2)] and ("c0001", 3) not in reported
-    early.finish()  # c0000 reports no more: c0001 goes on
+    assert reported[:2] == [("c0000", 1, 50.0), ("c0000", 2, 51.0)]
+    assert [r[:2] for r in reported[2:]] == [("c0001", 1), ("c0001", 2)]
+    early.finish(rows)  # c0000 reports its last epoch and no more: c0001 goes on
     thread.join(timeout=5)
-    assert reported[-1] == ("c0001", 3)
-    assert read_progress(progress, "c0001") == {"reported": 3, "done": False}
+    assert reported[-2:] == [("c0000", 3, 52.0), ("c0001", 3, 26.0)]
+    assert read_progress(progress, "c0001") == {"reported": 3, "done": True}
 
-    (tmp_path / "c0002").mkdir()
-    stopped = EpochReports("c0002", tmp_path / "c0002", progress, (), lambda r: None)
-    stopped(rows[:2])
-    stopped.stop()
-    assert stopped_epoch(tmp_path / "c0002") == 2 and read_progress(progress, "c0002")["done"]
+
+def test_a_trial_that_reports_nothing_more_frees_those_after_it(tmp_path):
+    progress, reported = tmp_path / "progress", []
+    late = EpochReports("c0001", tmp_path, progress, ("c0000",), reported.append, 3)
+    write_progress(progress, "c0000", 1, done=True)  # stopped by the scheduler after epoch 1
+    late.finish([{"val_acc": 1.0}] * 3)
+    assert [r["epoch"] for r in reported] == [1, 2, 3]
+    mark_stopped(tmp_path, 1)
+    assert stopped_epoch(tmp_path) == 1
 
 
 def test_a_stopped_trial_counts_its_first_epochs(tmp_path):
@@ -254,3 +265,177 @@ def test_a_stopped_trial_counts_its_first_epochs(tmp_path):
     assert trial_result(tmp_path / "t", 4)["status"] == "unfinished"
     (tmp_path / "t" / "stopped.json").write_text('{"epoch": 2}')
     assert trial_result(tmp_path / "t", 4) == {"status": "stopped", "acc": 60.0, "epochs": 2}
+
+
+# ------------------------------------------------------------------------------ whole searches
+
+
+class FakeTune:
+    """Stands in for Ray Tune: asks the proposer for trials while fewer than max_concurrent run,
+    "trains" each when it finishes (a run dir as `lightnets train` leaves it, the accuracy a
+    function of the table) in an order drawn from `order_seed`, and hands the result back.
+    A finished run dir is replayed, not trained; `interrupt_after` trainings raise Ctrl-C."""
+
+    def __init__(self, order_seed: int = 0, interrupt_after: int | None = None):
+        self.order_seed, self.interrupt_after, self.trained = order_seed, interrupt_after, []
+
+    def __call__(self, proposer, *, max_concurrent, early_stop, **kwargs):
+        rng, running = random.Random(self.order_seed), []
+        while not proposer.finished or running:
+            config = None
+            if not proposer.finished and len(running) < max_concurrent:
+                config = proposer.next_config()
+            if config is not None:
+                running.append(config)
+                continue
+            config = running.pop(rng.randrange(len(running)))
+            acc = self.train(config, proposer.spec.epochs)
+            result = {"epoch": proposer.spec.epochs, "acc": acc}
+            proposer.record(config["id"], {**result, "objective": acc}, False)
+        return {}
+
+    def train(self, config, epochs: int) -> float:
+        plan = config["plan"]
+        run_dir = Path(plan["run_dir"])
+        if not (run_dir / "metrics.json").is_file():
+            if self.interrupt_after is not None and len(self.trained) >= self.interrupt_after:
+                raise KeyboardInterrupt
+            argv = plan["fresh_argv"]
+            acc = fake_acc(read_arch(argv[argv.index("--arch") + 1]).rows)
+            write_run(run_dir, epochs, acc)
+            self.trained.append(config["id"])
+        return json.loads((run_dir / "metrics.json").read_text())[-1]["val_acc"]
+
+
+def write_run(run_dir: Path, epochs: int, acc: float) -> None:
+    run_dir.mkdir(parents=True)
+    config = {"model": "mixnet_custom", "seed": 0, "epochs": epochs, "img_size": 24}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    rows = [{"epoch": e + 1, "val_acc": acc - (epochs - e - 1)} for e in range(epochs)]
+    (run_dir / "metrics.json").write_text(json.dumps(rows))
+    (run_dir / "last").mkdir()
+    (run_dir / "last" / "state.pt").write_bytes(b"")
+
+
+@pytest.fixture
+def fake_measure(monkeypatch):
+    """End-to-end latency: the fake prediction plus 10%."""
+    from lightnets.search import handback
+
+    def measure(makers, target, img_size, threads, out, **kwargs):
+        return {n: 1.1 * fake_ms(read_arch(out / "candidates" / f"{n}.toml").rows) for n in makers}
+
+    monkeypatch.setattr(handback, "measure_latencies", measure)
+
+
+def run_search(out, runner, **kwargs):
+    from lightnets.search.searching import search
+
+    options = dict(target="eager", latency_ms=BUDGET, trials=8, img_size=24, epochs=2)
+    options.update(population=4, sample_size=2, max_concurrent=2, closing_compare=False)
+    options.update(kwargs)
+    return search(str(DATA), output=out, predictor=FakePredictor(), runner=runner, **options)
+
+
+DATA = Path(__file__).parent / "fixtures"  # replaced by a real image folder in `data`
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch):
+    folder = image_folder(tmp_path / "data", real=False)
+    monkeypatch.setattr(sys.modules[__name__], "DATA", folder)
+    return folder
+
+
+def test_a_search_writes_its_front_best_and_candidates(tmp_path, data, fake_measure):
+    out = tmp_path / "out"
+    result = run_search(out, FakeTune())
+    assert sorted(p.name for p in (out / "candidates").iterdir()) == [
+        f"c{i:04d}.toml" for i in range(8)
+    ]
+    assert read_spec(out).latency_ms == BUDGET
+    saved = json.loads((out / "front.json").read_text())
+    assert [r["id"] for r in saved["front"]] == [r["id"] for r in result["front"]]
+    assert saved["best"]["id"] == result["best"]["id"] and saved["best"]["latency_ms"] <= BUDGET
+    lines = (out / "front.md").read_text().splitlines()
+    assert sum(line.startswith("| c0") for line in lines) == len(saved["front"])
+    inside = [r for r in saved["candidates"] if r.get("latency_ms", 99) <= BUDGET]
+    assert saved["best"]["acc"] == max(r["acc"] for r in inside)
+
+    import lightnets
+    from lightnets.profiling import count_params
+
+    best = read_arch(out / "best.toml")
+    assert best == read_arch(out / "candidates" / f"{saved['best']['id']}.toml")
+    built = lightnets.create_model("mixnet_custom", arch=out / "best.toml", num_classes=2,
+                                   small_input=True)  # fmt: skip
+    reference = space.build_network(best.rows, img_size=24, num_classes=2)
+    assert count_params(built).learned == count_params(reference).learned
+    assert {k: v.shape for k, v in built.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()
+    }
+
+
+def test_an_interrupted_search_resumes_to_the_same_candidates_and_front(
+    tmp_path, data, fake_measure
+):
+    whole = run_search(tmp_path / "whole", FakeTune(order_seed=0))
+    with pytest.raises(KeyboardInterrupt):
+        run_search(tmp_path / "cut", FakeTune(order_seed=1, interrupt_after=5))
+    rest = FakeTune(order_seed=2)
+    resumed = run_search(tmp_path / "cut", rest)
+    assert len(rest.trained) == 3  # the 5 trained before the interruption are replayed
+
+    def history(result):
+        return [(r["id"], r["acc"], r["parent"], r["predicted_ms"]) for r in result["candidates"]]
+
+    assert history(resumed) == history(whole)
+    assert [r["id"] for r in resumed["front"]] == [r["id"] for r in whole["front"]]
+    assert resumed["best"]["id"] == whole["best"]["id"]
+    for i in range(8):
+        name = f"candidates/c{i:04d}.toml"
+        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "whole" / name).read_text()
+
+    more = FakeTune(order_seed=3)
+    longer = run_search(tmp_path / "cut", more, trials=10)  # more trials: the search goes on
+    assert len(more.trained) == 2 and history(longer)[:8] == history(whole)
+
+
+def test_a_different_search_in_the_same_output_is_refused(tmp_path, data, fake_measure):
+    out = tmp_path / "out"
+    run_search(out, FakeTune(), trials=4)
+    before = (out / "search.json").read_text()
+    with pytest.raises(ConfigError, match="holds a different search.*latency_ms 5.0 there"):
+        run_search(out, FakeTune(), trials=4, latency_ms=4.0)
+    assert (out / "search.json").read_text() == before
+
+
+@needs_ray
+def test_the_tune_searcher_asks_the_proposer_and_hands_back_results(tmp_path, data):
+    from ray.tune.search import Searcher
+
+    from lightnets.compare.sweep import _searcher
+    from lightnets.search.searching import make_spec
+    from lightnets.search.trials import SearchTrials
+
+    spec, _ = make_spec(
+        str(data), tmp_path / "out", img_size=24, target="eager", images_per_class=None,
+        train_args=(), cpus_per_trial=1, max_concurrent=2, grace_epochs=None,
+        latency_ms=BUDGET, threads=1, epochs=2, trials=3, seed=0, population=1,
+        sample_size=1, objective="accuracy", mnas_w=-0.07, early_stop=True,
+        deterministic=True, seeds=1, reduction_factor=2,
+    )  # fmt: skip
+    evo = RegularizedEvolution(fake_ms, BUDGET, population=1, sample_size=1, lag=2, space=SPACE24)
+    proposer = SearchTrials(spec, tmp_path / "out", evo, str(data), (), tmp_path / "p")
+    searcher = _searcher(proposer)
+    first, second = searcher.suggest("t1"), searcher.suggest("t2")
+    assert (first["id"], second["id"]) == ("c0000", "c0001")
+    assert second["report"]["after"] == ["c0000"] and "--arch" in first["plan"]["fresh_argv"]
+    searcher.on_trial_complete("t2", {"epoch": 2, "objective": 70.0})
+    assert searcher.suggest("t3") is None  # c0002 mutates c0000's population: waits for it
+    searcher.on_trial_complete("t1", {"epoch": 1, "objective": 60.0})  # stopped after epoch 1
+    assert stopped_epoch(tmp_path / "out" / "trials" / "c0000") == 1
+    assert read_progress(tmp_path / "p", "c0000")["done"]
+    third = searcher.suggest("t3")
+    assert third["id"] == "c0002" and evo.candidates[2].parent == 0
+    assert searcher.suggest("t4") == Searcher.FINISHED

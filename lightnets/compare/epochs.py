@@ -47,6 +47,7 @@ def stopped_epoch(run_dir: str | Path) -> int | None:
 def mark_stopped(run_dir: str | Path, epoch: int) -> None:
     """Record that the scheduler stopped the trial after `epoch` (written by the driver, which
     learns it from the trial's last result: a trial that ran to its end reported every epoch)."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
     write_text(Path(run_dir) / STOPPED_FILE, json.dumps({"epoch": epoch}))
 
 
@@ -65,9 +66,10 @@ def write_progress(progress_dir: str | Path, trial: str, reported: int, done: bo
 
 class EpochReports:
     """Reports a trial's metrics rows, one result per epoch, after the trials `after` (see the
-    module docstring). Call it with the rows as they grow (`run_trial`'s `on_epoch`), and
-    `finish` when the trial reports no more. (When the scheduler stops the trial, the report
-    does not return; the driver then marks the trial done and stopped.)
+    module docstring). Call it with the rows as they grow (`run_trial`'s `on_epoch`): it holds
+    back the row of the last of `epochs` epochs, which `finish` reports once the train command
+    has exited (a stop then would cut its last checkpoint short). (When the scheduler stops the
+    trial, the report does not return; the driver then marks the trial done and stopped.)
 
     A result: {"epoch", "acc", "objective": acc x `acc_factor`, **extra}.
     """
@@ -79,16 +81,20 @@ class EpochReports:
         progress_dir: str | Path,
         after: tuple[str, ...],
         report: Callable[[dict], None],
+        epochs: int,
         *,
         acc_factor: float = 1.0,
         extra: dict | None = None,
     ):
         self.trial, self.run_dir, self.progress_dir = trial, Path(run_dir), Path(progress_dir)
-        self.after, self.report = tuple(after), report
+        self.after, self.report, self.epochs = tuple(after), report, epochs
         self.acc_factor, self.extra = acc_factor, dict(extra or {})
         self.reported = 0
 
     def __call__(self, rows: list[dict]) -> None:
+        self._report(rows[: self.epochs - 1])
+
+    def _report(self, rows: list[dict]) -> None:
         for row in rows[self.reported :]:
             epoch = self.reported + 1
             self._wait_for(epoch)
@@ -115,5 +121,7 @@ class EpochReports:
             if waiting:
                 time.sleep(WAIT_POLL_S)
 
-    def finish(self) -> None:
+    def finish(self, rows: list[dict]) -> None:
+        """Report the rows not reported yet, then say that no more will come."""
+        self._report(rows)
         write_progress(self.progress_dir, self.trial, self.reported, done=True)

@@ -228,6 +228,7 @@ def _reported_trainable(config: dict) -> None:
         spec["progress"],
         tuple(spec["after"]),
         tune.report,
+        spec["epochs"],
         acc_factor=spec["acc_factor"],
         extra={"id": plan.id},
     )
@@ -235,8 +236,7 @@ def _reported_trainable(config: dict) -> None:
     if stopped is None:
         run_trial(plan, node=ray.get_runtime_context().get_node_id(), on_epoch=reports)
     rows = read_json(Path(plan.run_dir) / "metrics.json", [])
-    reports(rows if stopped is None else rows[:stopped])
-    reports.finish()
+    reports.finish(rows if stopped is None else rows[:stopped])
 
 
 def _searcher(proposer):

@@ -122,6 +122,7 @@ class SearchTrials:
             "report": {
                 "progress": str(self.progress),
                 "after": after,
+                "epochs": spec.epochs,
                 "acc_factor": spec.acc_factor(candidate.predicted_ms),
             },
         }
