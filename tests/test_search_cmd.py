@@ -12,7 +12,6 @@ ends with the same candidates and front.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import random
@@ -24,8 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_commands import one_line_error
-from test_compare import image_folder, needs_ray
+from test_compare import image_folder, needs_ray, one_line_error
 
 from lightnets.cli import main as cli_main
 from lightnets.compare.epochs import (
@@ -112,7 +110,9 @@ def run_evolution(evo: RegularizedEvolution, n: int, score=lambda c: fake_acc(c.
 
 def test_proposals_stay_within_the_budget_and_are_new():
     candidates = run_evolution(evolution(), 30)
-    assert all(fake_ms(c.table) <= BUDGET and c.predicted_ms == fake_ms(c.table) for c in candidates)
+    assert all(
+        fake_ms(c.table) <= BUDGET and c.predicted_ms == fake_ms(c.table) for c in candidates
+    )
     assert len({c.table for c in candidates}) == 30
     assert all(space.contains(c.table, SPACE24) for c in candidates)
     assert [c.parent is None for c in candidates] == [True] * 4 + [False] * 26
@@ -166,7 +166,12 @@ def test_with_a_lag_proposals_wait_and_ignore_results_that_may_arrive_in_any_ord
 
 def test_a_budget_with_no_room_gives_up_with_a_clear_error():
     evo = RegularizedEvolution(
-        fake_ms, fake_ms(space.smallest(SPACE24)), population=2, sample_size=2, space=SPACE24, max_tries=20
+        fake_ms,
+        fake_ms(space.smallest(SPACE24)),
+        population=2,
+        sample_size=2,
+        space=SPACE24,
+        max_tries=20,
     )
     assert evo.propose().table == space.smallest(SPACE24)
     with pytest.raises(ConfigError, match="raise --latency-ms"):
@@ -439,3 +444,226 @@ def test_the_tune_searcher_asks_the_proposer_and_hands_back_results(tmp_path, da
     third = searcher.suggest("t3")
     assert third["id"] == "c0002" and evo.candidates[2].parent == 0
     assert searcher.suggest("t4") == Searcher.FINISHED
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    try:
+        code = cli_main(["search", *argv])
+    except SystemExit as exit:  # argparse usage errors
+        code = exit.code
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def quick_timer(monkeypatch, tmp_path):
+    """Every part and network timed at 1 ms, in a cache of this test's own."""
+    from lightnets.search import latency
+    from lightnets.search.timing import Timing
+
+    def fake(target, items, threads, **kwargs):
+        return {name: Timing(0.25 if name == latency.CALL else 1.0, 1.0, 1) for name, _ in items}
+
+    monkeypatch.setattr(latency, "time_modules", fake)
+    monkeypatch.setenv(latency.CACHE_ENV, str(tmp_path / "cache"))
+
+
+def search_argv(data, out, *extra, budget="5", trials="3"):
+    argv = [str(data), "--target", "eager", "--latency-ms", budget, "--trials", trials]
+    return [*argv, "--img-size", "24", "-o", str(out), *extra]
+
+
+def test_a_budget_below_the_smallest_network_says_what_it_costs(
+    capsys, data, tmp_path, quick_timer
+):
+    out = tmp_path / "out"
+    line = one_line_error(*run_cli(capsys, *search_argv(data, out, budget="0.01")))
+    assert "--latency-ms 0.01: the smallest network of the search space is predicted at" in line
+    assert "ms on eager (24 px, 1 thread)" in line
+    assert not out.exists()
+
+
+def test_unknown_or_missing_targets(capsys, data, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    argv = search_argv(data, out)
+    argv[argv.index("eager")] = "onnxrutime:int8"
+    line = one_line_error(*run_cli(capsys, *argv))
+    assert "onnxrutime" in line and "onnxruntime" in line
+    from lightnets.deploy import targets
+
+    monkeypatch.setattr(targets, "missing_packages", lambda target, to_run=False: ["onnxruntime"])
+    argv[argv.index("onnxrutime:int8")] = "onnxruntime:int8"
+    line = one_line_error(*run_cli(capsys, *argv))
+    assert "needs onnxruntime" in line and "pip install lightnets[" in line
+    assert not out.exists()
+
+
+def test_bad_data_trials_sizes_and_evolution_settings(capsys, data, tmp_path):
+    out = tmp_path / "out"
+    cases = [
+        (search_argv(tmp_path / "nowhere", out), "no such directory"),
+        (search_argv(image_folder(tmp_path / "one", ("cat",), real=False), out),
+         "at least two classes"),
+        (search_argv(data, out, trials="0"), "--trials: expected a positive integer"),
+        (search_argv(data, out, "--img-size", "16"), "it needs at least 17 px"),
+        (search_argv(data, out, "--population", "2", "--sample-size", "3"),
+         "--sample-size 3 is larger than --population 2"),
+        (search_argv(data, out, "--mnas-w", "0.5"), "--mnas-w must be <= 0"),
+        (search_argv(data, out, "--small-input"), "--small-input is set by search"),
+        (search_argv(data, out, "--lr-bas", "0.1"), "unrecognized arguments: --lr-bas"),
+    ]  # fmt: skip
+    for argv, expected in cases:
+        line = one_line_error(*run_cli(capsys, *argv))
+        assert expected in line, line
+    assert not out.exists()
+
+
+def test_another_search_in_the_output_directory_is_one_line(capsys, data, tmp_path):
+    from lightnets.search.spec import SearchSpec, write_spec
+
+    out = tmp_path / "out"
+    out.mkdir()
+    saved = SearchSpec(data=str(data), img_size=24, target="eager", latency_ms=9.0, threads=1,
+                       epochs=10, trials=3, max_concurrent=1, grace_epochs=3)  # fmt: skip
+    write_spec(out, saved)
+    argv = search_argv(data, out, "--max-concurrent", "1")
+    line = one_line_error(*run_cli(capsys, *argv))
+    assert "holds a different search (latency_ms 9.0 there, 5.0 now)" in line
+
+
+# ------------------------------------------------------------------------------ compare
+
+
+def test_compare_trains_a_network_from_its_architecture_file(tmp_path):
+    from lightnets.compare.comparison import compare
+    from lightnets.models.arch import Architecture, write_arch
+    from lightnets.search.trials import architecture
+
+    data = image_folder(tmp_path / "data", real=False)
+    arch_file = tmp_path / "mine.toml"
+    write_arch(architecture(space.smallest(SPACE24)), arch_file)
+    plans = []
+
+    def runner(todo, **kwargs):
+        for p in todo:
+            plans.append(p)
+            argv = p.fresh_argv
+            write_run(Path(p.run_dir), 1, 60.0)
+            kept = read_arch(argv[argv.index("--arch") + 1])  # as lightnets train keeps it
+            write_arch(kept, Path(p.run_dir) / "arch.toml")
+            config = json.loads((Path(p.run_dir) / "config.json").read_text())
+            config.update(arch=argv[argv.index("--arch") + 1], small_input=True)
+            (Path(p.run_dir) / "config.json").write_text(json.dumps(config))
+            (Path(p.run_dir) / "classes.json").write_text('["cat", "dog"]')
+        return {}
+
+    out = tmp_path / "out"
+    kwargs = dict(output=out, epochs=1, img_size=24, latency=False, runner=runner)
+    result = compare(["mine"], str(data), archs={"mine": arch_file}, **kwargs)
+    assert plans[0].id == "mine-s0" and plans[0].fresh_argv[:2] == ("--model", "mixnet_custom")
+    (row,) = result["models"]
+    reference = space.build_network(space.smallest(SPACE24), img_size=24, num_classes=2)
+    from lightnets.profiling import count_params
+
+    assert row["model"] == "mine" and row["params"] == count_params(reference).learned
+    other = Architecture(space.largest(SPACE24), stem=16, head=1536)
+    write_arch(other, arch_file)
+    with pytest.raises(ConfigError, match="mine-s0 .* trained another architecture"):
+        compare(["mine"], str(data), archs={"mine": arch_file}, **kwargs)
+
+
+# ------------------------------------------------------------------------------ slow, on Ray
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_ray():
+    yield
+    if "ray" in sys.modules and sys.modules["ray"] is not None:
+        sys.modules["ray"].shutdown()
+
+
+@pytest.fixture
+def learnable(tmp_path):
+    return image_folder(tmp_path / "learnable", classes=("a", "b", "c"), train=16, val=16)
+
+
+@pytest.mark.slow
+@needs_ray
+def test_tiny_search_on_ray_with_its_closing_comparison(
+    capsys, learnable, tmp_path, quick_timer, monkeypatch
+):
+    from lightnets.search import handback
+
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "0")
+    monkeypatch.setattr(handback, "zoo_models", lambda: ["mobilenet_v2_w035", "vgnet_g_1_0mp"])
+    out = tmp_path / "out"
+    flags = ["--epochs", "2", "--population", "2", "--sample-size", "1", "--max-concurrent", "2"]
+    argv = search_argv(learnable, out, *flags, "--batch-size", "8", budget="200", trials="3")
+    assert cli_main(["search", *argv]) == 0
+    captured = capsys.readouterr()
+    assert "propose c0002" in captured.err and "closing comparison: searched_c" in captured.err
+    assert "best: c000" in captured.out and "closing comparison (" in captured.out
+    result = json.loads((out / "front.json").read_text())
+    assert result["best"] is not None and len(result["candidates"]) == 3
+    compared = json.loads((out / "compare" / "results.json").read_text())
+    names = [row["model"] for row in compared["models"]]
+    assert names[0] == f"searched_{result['best']['id']}" and len(names) >= 2
+    assert all(row["seeds"] == 1 for row in compared["models"])
+    kept = read_arch(out / "compare" / "trials" / f"{names[0]}-s0" / "arch.toml")
+    assert kept == read_arch(out / "best.toml")
+
+
+KILLED_SEARCH = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_search_cmd import FakePredictor
+from lightnets.search import handback
+from lightnets.search.searching import search
+
+handback.measure_latencies = lambda makers, *args, **kwargs: dict.fromkeys(makers, 2.0)
+search({data!r}, target="eager", latency_ms=5.0, trials=5, output=sys.argv[1], img_size=24,
+       epochs=3, population=2, sample_size=2, max_concurrent=2, grace_epochs=1,
+       objective="mnas", mnas_w=-1.0, train_args=["--batch-size", "8"], closing_compare=False,
+       predictor=FakePredictor())
+"""
+
+
+@pytest.mark.slow
+@needs_ray
+def test_a_sigkilled_search_resumes_to_the_same_front(learnable, tmp_path):
+    script = tmp_path / "search.py"
+    script.write_text(KILLED_SEARCH.format(tests=str(Path(__file__).parent), data=str(learnable)))
+    env = {**os.environ, "RAY_memory_monitor_refresh_ms": "0"}
+    command = [sys.executable, str(script)]
+    subprocess.run([*command, str(tmp_path / "whole")], env=env, check=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*command, str(killed)], env=env, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # kill once two trials are over and a third runs
+        over = [
+            d
+            for d in (killed / "trials").glob("c*")
+            if trial_result(d, 3)["status"] != "unfinished"
+        ]
+        if len(over) >= 2 and list((killed / "trials").glob(".c000[2-4].pid")):
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "front.json").exists()
+    subprocess.run([*command, str(killed)], env=env, check=True, timeout=600)
+
+    def history(out):
+        saved = json.loads((out / "front.json").read_text())
+        rows = [
+            (r["id"], r["status"], r["epochs"], r["acc"], r["parent"]) for r in saved["candidates"]
+        ]
+        return rows, [r["id"] for r in saved["front"]], saved["best"]["id"]
+
+    assert history(killed) == history(tmp_path / "whole")
+    logs = [log.read_text().count("=== ") for log in (killed / "logs").glob("*.log")]
+    assert 2 in logs  # the trial running at the kill was resumed from its checkpoint
+    assert "stopped" in [row[1] for row in history(killed)[0]]  # and ASHA stopped some
