@@ -131,9 +131,7 @@ LINES = {
     "done": _done,
     "retry": lambda t, i: f"retry {t}: attempt {i['failures']} died; resuming from its checkpoint",
     "failed": lambda t, i: f"failed {t} after {i['failures']} attempts (see OUT/logs/)",
-    "measure": lambda t, i: (
-        f"measuring {i['candidates']} of {i['finished']} finished candidates end to end"
-    ),
+    "measure": lambda t, i: f"measuring {i['candidates']} candidates end to end on the target",
     "compare": lambda t, i: (
         f"closing comparison: {i['winner']} vs {', '.join(i['models']) or 'no zoo model'} "
         "(measured within the budget on the target)"

@@ -1,10 +1,5 @@
 """What a search hands back: the Pareto front of validation accuracy against measured latency,
-the chosen network, the table in every format and the chart (matplotlib inside the function).
-
-Measuring every trained candidate end to end would take long on a runtime that compiles each
-network (int8 calibration); `to_measure` leaves out those that cannot be on the measured front
-even if the predictor erred by MAX_ERROR in their favour.
-"""
+the chosen network, the table in every format and the chart (matplotlib inside the function)."""
 
 from __future__ import annotations
 
@@ -13,10 +8,6 @@ from collections.abc import Sequence
 
 from lightnets.files import atomic_write
 from lightnets.tables import Column, render
-
-# the predictor's worst relative error that `to_measure` allows for: the issue's goal for the
-# maximum error over random networks (benchmarks/latency_predictor.py measures it)
-MAX_ERROR = 0.25
 
 # fmt: off
 COLUMNS = (
@@ -52,23 +43,6 @@ def pareto_front(points: Sequence[dict], x: str = "latency_ms", y: str = "acc") 
             front.append(p)
             best_y, best_x = p[y], p[x]
     return front
-
-
-def to_measure(points: Sequence[dict], error: float = MAX_ERROR) -> list[dict]:
-    """The points that may be on the front of measured latency when each measurement lies within
-    `error` of its prediction: a point is left out when another is at least as accurate and
-    slower than it by no more than its prediction allows, even at both errors' worst."""
-    points = [p for p in points if p.get("acc") is not None]
-    return [
-        p
-        for p in points
-        if not any(
-            q is not p
-            and q["acc"] >= p["acc"]
-            and q["predicted_ms"] * (1 + error) < p["predicted_ms"] * (1 - error)
-            for q in points
-        )
-    ]
 
 
 def choose_best(points: Sequence[dict], budget_ms: float) -> dict | None:

@@ -117,7 +117,9 @@ def search(
         images_per_class=images_per_class, train_args=train_args, deterministic=deterministic,
         seeds=seeds, cpus_per_trial=cpus_per_trial,
     )  # fmt: skip
-    if runner is None or (closing_compare and compare_runner is None):
+    if runner is None and all_over(spec, out):
+        runner = replay  # every trial is over: no Ray for them (the closing compare checks its own)
+    if runner is None:
         from lightnets.compare import sweep
 
         sweep.require_ray()
@@ -346,6 +348,35 @@ def _trained(out: Path, epochs: int) -> int:
         return 0
     dirs = [d for d in trials.iterdir() if d.is_dir()]
     return sum(trial_result(d, epochs)["status"] != "unfinished" for d in dirs)
+
+
+def all_over(spec: SearchSpec, out: Path) -> bool:
+    """Whether every trial of the search has its candidate file and is over (finished, or
+    stopped by the scheduler)."""
+    from lightnets.search.trials import candidate_id, trial_result
+
+    ids = [candidate_id(i) for i in range(spec.trials)]
+    return all(
+        (out / "candidates" / f"{i}.toml").is_file()
+        and trial_result(out / "trials" / i, spec.epochs)["status"] != "unfinished"
+        for i in ids
+    )
+
+
+def replay(proposer, **kwargs) -> dict:
+    """The runner of a search whose trials are all over: each trial's result, read from its run
+    directory, handed to the proposer in trial order, as Tune would hand it."""
+    from lightnets.search.trials import trial_result
+
+    while not proposer.finished:
+        config = proposer.next_config()
+        if config is None:  # the proposer failed (its error is raised by the search)
+            break
+        result = trial_result(config["plan"]["run_dir"], proposer.spec.epochs)
+        acc = result["acc"]
+        score = None if acc is None else acc * config["report"]["acc_factor"]
+        proposer.record(config["id"], {"epoch": result["epochs"], "objective": score}, False)
+    return {}
 
 
 def run_trials(proposer, spec: SearchSpec, out: Path, runner, emit: Event, **placement) -> dict:
