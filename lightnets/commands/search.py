@@ -121,6 +121,10 @@ LINES = {
         f"latency predictor for {i['target']}: "
         + ("cached fit" if i["fitted"] else "timing parts and networks (a few minutes, cached)")
     ),
+    "budget": lambda t, i: (
+        f"budget {i['budget_ms']:g} ms; the smallest network of the space is predicted at "
+        f"{i['smallest_ms']:.3g} ms"
+    ),
     "start": lambda t, i: (
         f"search: {i['trials']} trials in {i['out']} ({i['finished']} trained earlier: replayed)"
     ),

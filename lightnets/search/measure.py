@@ -3,8 +3,10 @@ the zoo models the closing comparison may include.
 
 Networks are compiled on the target as LatencyTarget does it (lightnets.search.runner) and timed
 with the search's timer (lightnets.search.timing: interleaved rounds of
-lightnets.profiling.measure_latency), wall clock, a few at a time, once the trials are over (a
-quiet machine). The figures are cached in OUT/measured.json under the target, image size and
+lightnets.profiling.measure_latency), a few at a time, once the trials are over. With one thread
+the clock is the calling thread's CPU time, as for the predictor: on an idle core that is the
+wall time, and other processes sharing the machine do not add to it; with more threads, the wall
+time. The figures are cached in OUT/measured.json under the target, image size and
 threads, so a re-run does not time them again.
 """
 
@@ -65,7 +67,7 @@ def measure_latencies(
         cache = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         cache = {}
-    key = f"{target}@{img_size}px:{threads}t"
+    key = f"{target}@{img_size}px:{threads}t:{'cpu' if threads == 1 else 'wall'}"
     known = cache.setdefault(key, {})
     todo = [name for name in makers if name not in known]
     parsed = LatencyTarget.parse(target)
@@ -78,7 +80,8 @@ def measure_latencies(
             except Exception as err:  # noqa: BLE001 - a zoo model a runtime cannot take
                 known[name] = None
                 known[f"{name}:error"] = " ".join(str(err).split())[:200]
-        timed = time_calls(calls, threads, rounds=rounds, min_run_time=min_run_time)
+        clock = "cpu" if threads == 1 else "wall"  # as the predictor (searching.predictor_kwargs)
+        timed = time_calls(calls, threads, rounds=rounds, min_run_time=min_run_time, clock=clock)
         known.update({name: t.median_ms for name, t in timed.items()})
         write_text(path, json.dumps(cache, indent=1, sort_keys=True))
     return {name: known.get(name) for name in makers}

@@ -126,7 +126,7 @@ def search(
         sweep.check_address(address)
     if predictor is None:
         predictor = open_predictor(spec, out, classes, emit)
-    check_budget(spec, predictor)
+    smallest_ms = check_budget(spec, predictor)
 
     # every check passed: from here on, files are written
     out.mkdir(parents=True, exist_ok=True)
@@ -134,6 +134,7 @@ def search(
     predictor = keep_table(predictor, out)
     placement = ["--threads", str(max(1, int(cpus_per_trial))), "--workers", str(workers)]
     placement += ["--device", "cuda" if gpus_per_trial else "cpu", "--no-progress"]
+    emit("budget", None, {"smallest_ms": smallest_ms, "budget_ms": spec.latency_ms})
     proposer = start_trials(spec, out, predictor, placement, emit)
     failed = run_trials(
         proposer, spec, out, runner, emit, address=address, cpus_per_trial=cpus_per_trial,
@@ -225,7 +226,7 @@ def make_spec(
     train_args = check_train_args(train_args, "search", SEARCH_OWNED)
     if data != "digits":
         data = os.path.abspath(os.path.expanduser(data))
-    classes = data_mod.data_classes(data)
+    classes = data_mod.data_classes(data, "DATA")
     if images_per_class is not None and (classes is None or data == "digits"):
         raise ConfigError("--images-per-class needs an image folder (root/train/<class>/...)")
     size = resolve_img_size(["mixnet_s"], data, img_size)
