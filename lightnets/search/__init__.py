@@ -15,7 +15,8 @@ The search itself (`lightnets search`), on Ray Tune through lightnets.compare's 
                    seed and the earlier trials' scores
     spec.py        OUT/search.json: what makes two runs the same search
     trials.py      SearchTrials: candidate files, trial configs, results (what Tune's Searcher asks)
-    searching.py   search(): the checks, the predictor, the trials
+    searching.py   search(): the checks, the trials on Ray Tune
+    predictor.py   the search's predictor: its table kept in OUT, the budget check
     measure.py     end-to-end latency of candidates and zoo models on the target
     front.py       Pareto front, best, table and chart
     handback.py    front.json/.md/.png, best.toml and the closing comparison

@@ -4,8 +4,8 @@ regularized evolution in place of MnasNet's reinforcement learning).
 
 Order of work: every input check (numbers, training flags, data, image size, target, output
 directory and its spec, Ray and its address) runs before anything is timed or written; then the
-latency predictor (timed on this machine, or read from its cache) and the budget check against the
-smallest network of the space; then OUT/search.json, the trials on Ray Tune (proposed by the
+latency predictor (lightnets.search.predictor: timed on this machine, or read from its cache) and
+the budget check against the smallest network of the space; then OUT/search.json, the trials on Ray Tune (proposed by the
 evolution through a Tune Searcher, stopped early by ASHA), and what the search hands back
 (lightnets.search.handback).
 
@@ -28,11 +28,11 @@ from lightnets.compare.checks import OWNED, check_output, check_train_args, reso
 from lightnets.errors import ConfigError
 from lightnets.search import space
 from lightnets.search.evolution import RegularizedEvolution
+from lightnets.search.predictor import check_budget, keep_table, open_predictor, share_table
 from lightnets.search.runner import LatencyTarget
 from lightnets.search.spec import OBJECTIVES, SearchSpec, check_same, read_spec, write_spec
 from lightnets.search.trials import SearchTrials
 
-LATENCY_DIR = "latency"
 # `lightnets train` flags the search sets itself: flag -> what to use instead
 SEARCH_OWNED = {
     **{k: v for k, v in OWNED.items() if k not in ("--model", "--arch", "--recipe")},
@@ -140,6 +140,7 @@ def search(
         proposer, spec, out, runner, emit, address=address, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, max_failures=max_failures,
     )  # fmt: skip
+    share_table(predictor)
     if proposer.error is not None:
         raise proposer.error
     rows = handback.candidate_rows(spec, out, proposer.evolution.candidates)
@@ -250,66 +251,6 @@ def _default_concurrency(cpus_per_trial: float) -> int:
     from lightnets.profiling.timing import default_threads
 
     return max(1, int(default_threads() // cpus_per_trial))
-
-
-# ------------------------------------------------------------------------------ latency
-
-
-def predictor_kwargs(spec: SearchSpec, classes: int) -> dict:
-    """One thread: the calling thread's CPU time (clock "cpu"), which leaves out the time other
-    processes hold the core, so that parts timed while trials train are not inflated by them."""
-    return {"num_classes": classes, "clock": "cpu" if spec.threads == 1 else "wall"}
-
-
-def open_predictor(spec: SearchSpec, out: Path, classes: int, emit: Event):
-    """The search's own table (OUT/latency) when it has one, else the shared cache's; calibrated
-    (networks timed end to end) when it has no fit yet."""
-    from lightnets.search.latency import LatencyPredictor
-
-    kwargs = predictor_kwargs(spec, classes)
-    args = (spec.target, spec.img_size, spec.threads)
-    predictor = LatencyPredictor(*args, cache_dir=out / LATENCY_DIR, **kwargs)
-    if not predictor.path.is_file():
-        predictor = LatencyPredictor(*args, **kwargs)
-    emit("predictor", None, {"target": spec.target, "cache": str(predictor.path),
-                             "fitted": predictor.fit is not None})  # fmt: skip
-    predictor.calibrate()
-    return predictor
-
-
-def check_budget(spec: SearchSpec, predictor) -> float:
-    """The smallest network's predicted latency; ConfigError when the budget is below it."""
-    smallest = space.smallest(space.fit_space(spec.img_size))
-    ms = predictor.predict(smallest)
-    if ms > spec.latency_ms:
-        threads = f"{spec.threads} thread{'s' if spec.threads > 1 else ''}"
-        raise ConfigError(
-            f"--latency-ms {spec.latency_ms:g}: the smallest network of the search space is "
-            f"predicted at {ms:.3g} ms on {spec.target} ({spec.img_size} px, {threads}); "
-            "there is nothing to search below that"
-        )
-    return ms
-
-
-def keep_table(predictor, out: Path):
-    """The predictor with its table in OUT/latency (copied there from the shared cache)."""
-    path = getattr(predictor, "path", None)
-    if path is None or path.parent == out / LATENCY_DIR:
-        return predictor
-    from lightnets.search.latency import LatencyPredictor
-
-    predictor.save()
-    (out / LATENCY_DIR).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, out / LATENCY_DIR / path.name)
-    kept = LatencyPredictor(
-        predictor.target.name,
-        predictor.img_size,
-        predictor.threads,
-        cache_dir=out / LATENCY_DIR,
-        num_classes=predictor.num_classes,
-        clock=predictor.clock,
-    )
-    return kept
 
 
 # ------------------------------------------------------------------------------ the trials
