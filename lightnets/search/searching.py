@@ -5,9 +5,9 @@ regularized evolution in place of MnasNet's reinforcement learning).
 Order of work: every input check (numbers, training flags, data, image size, target, output
 directory and its spec, Ray and its address) runs before anything is timed or written; then the
 latency predictor (lightnets.search.predictor: timed on this machine, or read from its cache) and
-the budget check against the smallest network of the space; then OUT/search.json, the trials on Ray Tune (proposed by the
-evolution through a Tune Searcher, stopped early by ASHA), and what the search hands back
-(lightnets.search.handback).
+the budget check against the smallest network of the space; then OUT/search.json, the trials on
+Ray Tune (proposed by the evolution through a Tune Searcher, stopped early by ASHA), and what the
+search hands back (lightnets.search.handback).
 
 Files in OUT: search.json, latency/ (the predictor's table, kept with the search so that a re-run
 predicts exactly as before), candidates/<id>.toml, candidates.json, trials/<id>/ (run dirs),
