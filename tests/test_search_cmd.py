@@ -413,6 +413,28 @@ def test_a_different_search_in_the_same_output_is_refused(tmp_path, data, fake_m
     assert (out / "search.json").read_text() == before
 
 
+def test_a_budget_of_a_zoo_model_is_measured_once(tmp_path, data, fake_measure, monkeypatch):
+    from lightnets.search import measure
+
+    calls = []
+
+    def measured(makers, target, img_size, threads, out=None, **kwargs):
+        calls.append(sorted(makers))
+        return dict.fromkeys(makers, BUDGET)
+
+    monkeypatch.setattr(measure, "measure_latencies", measured)
+    out = tmp_path / "out"
+    options = dict(latency_ms=None, latency_of="mobilenet_v2_w035", trials=4)
+    run_search(out, FakeTune(), **options)
+    assert calls == [["mobilenet_v2_w035"]]
+    saved = read_spec(out)
+    assert (saved.latency_of, saved.latency_ms) == ("mobilenet_v2_w035", BUDGET)
+    run_search(out, FakeTune(), **options)  # resumed: the saved budget, not measured again
+    assert len(calls) == 1
+    with pytest.raises(ConfigError, match="latency_of 'mobilenet_v2_w035' there"):
+        run_search(out, FakeTune(), **{**options, "latency_of": "mobilenet_v2_w050"})
+
+
 @needs_ray
 def test_the_tune_searcher_asks_the_proposer_and_hands_back_results(tmp_path, data):
     from ray.tune.search import Searcher
@@ -491,6 +513,15 @@ def test_unknown_or_missing_targets(capsys, data, tmp_path, monkeypatch):
     assert "onnxrutime" in line and "onnxruntime" in line
     from lightnets.deploy import targets
 
+    argv = search_argv(data, out)
+    argv[argv.index("--latency-ms") : argv.index("--latency-ms") + 2] = [
+        "--latency-of",
+        "mixnet_ss",
+    ]
+    line = one_line_error(*run_cli(capsys, *argv))
+    assert "mixnet_ss" in line and "mixnet_s" in line
+    argv = search_argv(data, out)
+    argv[argv.index("eager")] = "onnxrutime:int8"
     monkeypatch.setattr(targets, "missing_packages", lambda target, to_run=False: ["onnxruntime"])
     argv[argv.index("onnxrutime:int8")] = "onnxruntime:int8"
     line = one_line_error(*run_cli(capsys, *argv))
@@ -511,6 +542,7 @@ def test_bad_data_trials_sizes_and_evolution_settings(capsys, data, tmp_path):
         (search_argv(data, out, "--mnas-w", "0.5"), "--mnas-w must be <= 0"),
         (search_argv(data, out, "--small-input"), "--small-input is set by search"),
         (search_argv(data, out, "--lr-bas", "0.1"), "unrecognized arguments: --lr-bas"),
+        (search_argv(data, out, "--latency-of", "mobilenet_v2"), "not allowed with argument"),
     ]  # fmt: skip
     for argv, expected in cases:
         line = one_line_error(*run_cli(capsys, *argv))

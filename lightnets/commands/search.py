@@ -26,9 +26,13 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
         "'digits'")  # fmt: skip
     add("--target", required=True, help="where latency counts: eager or RUNTIME:PRECISION of "
         "`lightnets deploy` (onnxruntime:int8, openvino:fp32, ...)")  # fmt: skip
-    add("--latency-ms", type=_flags.positive_float, required=True,
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--latency-ms", type=_flags.positive_float,
         help="latency budget, ms per image at batch 1 on the target (predicted while "
         "searching)")  # fmt: skip
+    budget.add_argument("--latency-of", metavar="MODEL",
+        help="the budget is this zoo model's latency on the target, measured at the start "
+        "(e.g. mobilenet_v2_w035)")  # fmt: skip
     add("--trials", type=_flags.positive_int, required=True, help="candidates to train")
     _flags.add_output(parser, required=True, help="results directory (re-run to resume)")
     _flags.add_img_size(parser, help="image side of training and latency (default 224; 32 for "
@@ -121,6 +125,7 @@ LINES = {
         f"latency predictor for {i['target']}: "
         + ("cached fit" if i["fitted"] else "timing parts and networks (a few minutes, cached)")
     ),
+    "measured": lambda t, i: f"budget: {t} runs in {i['latency_ms']:.3g} ms on the target",
     "budget": lambda t, i: (
         f"budget {i['budget_ms']:g} ms; the smallest network of the space is predicted at "
         f"{i['smallest_ms']:.3g} ms"

@@ -55,16 +55,17 @@ def measure_latencies(
     target: str,
     img_size: int,
     threads: int,
-    out: Path,
+    out: Path | None = None,
     *,
     rounds: int = 3,
     min_run_time: float = 0.1,
 ) -> dict[str, float | None]:
     """{name: median ms} of each network `makers[name]()` -> (module, example) on `target`; None
-    for one the target cannot compile (an export or runtime error). Cached in OUT/measured.json."""
-    path = Path(out) / MEASURED_FILE
+    for one the target cannot compile (an export or runtime error). Cached in OUT/measured.json
+    (`out` None: not cached)."""
+    path = None if out is None else Path(out) / MEASURED_FILE
     try:
-        cache = json.loads(path.read_text())
+        cache = json.loads(path.read_text()) if path is not None else {}
     except (FileNotFoundError, ValueError):
         cache = {}
     key = f"{target}@{img_size}px:{threads}t:{'cpu' if threads == 1 else 'wall'}"
@@ -83,5 +84,6 @@ def measure_latencies(
         clock = "cpu" if threads == 1 else "wall"  # as the predictor (searching.predictor_kwargs)
         timed = time_calls(calls, threads, rounds=rounds, min_run_time=min_run_time, clock=clock)
         known.update({name: t.median_ms for name, t in timed.items()})
-        write_text(path, json.dumps(cache, indent=1, sort_keys=True))
+        if path is not None:
+            write_text(path, json.dumps(cache, indent=1, sort_keys=True))
     return {name: known.get(name) for name in makers}

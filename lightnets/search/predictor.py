@@ -44,8 +44,11 @@ def check_budget(spec: SearchSpec, predictor) -> float:
     ms = predictor.predict(smallest)
     if ms > spec.latency_ms:
         threads = f"{spec.threads} thread{'s' if spec.threads > 1 else ''}"
+        budget = f"--latency-ms {spec.latency_ms:g}"
+        if spec.latency_of is not None:
+            budget = f"--latency-of {spec.latency_of} ({spec.latency_ms:.3g} ms measured)"
         raise ConfigError(
-            f"--latency-ms {spec.latency_ms:g}: the smallest network of the search space is "
+            f"{budget}: the smallest network of the search space is "
             f"predicted at {ms:.3g} ms on {spec.target} ({spec.img_size} px, {threads}); "
             "there is nothing to search below that"
         )

@@ -51,7 +51,7 @@ def search(
     data: str,
     *,
     target: str,
-    latency_ms: float,
+    latency_ms: float | None = None,
     trials: int,
     output: str | os.PathLike,
     img_size: int | None = None,
@@ -68,6 +68,7 @@ def search(
     grace_epochs: int | None = None,
     reduction_factor: int = 2,
     max_concurrent: int | None = None,
+    latency_of: str | None = None,
     train_args: Sequence[str] = (),
     deterministic: bool = True,
     closing_compare: bool = True,
@@ -87,6 +88,8 @@ def search(
         data: an image folder (root/train/<class>/...), a CIFAR directory or "digits".
         target: "eager" or "<runtime>:<precision>" of a deployment target.
         latency_ms: the budget, ms per image at batch 1 on the target with `threads` threads.
+        latency_of: instead of `latency_ms`, a zoo model whose latency on the target, measured
+            at the start (and kept in search.json), is the budget.
         trials: candidates trained (one `lightnets train` run each, `epochs` epochs, seed `seed`).
         output: results directory; re-running the same search there resumes it.
         population, sample_size: regularized evolution's P and S (lightnets.search.evolution).
@@ -115,7 +118,7 @@ def search(
         objective=objective, mnas_w=mnas_w, early_stop=early_stop, grace_epochs=grace_epochs,
         reduction_factor=reduction_factor, max_concurrent=max_concurrent,
         images_per_class=images_per_class, train_args=train_args, deterministic=deterministic,
-        seeds=seeds, cpus_per_trial=cpus_per_trial,
+        seeds=seeds, cpus_per_trial=cpus_per_trial, latency_of=latency_of,
     )  # fmt: skip
     if runner is None and all_over(spec, out):
         runner = replay  # every trial is over: no Ray for them (the closing compare checks its own)
@@ -124,6 +127,8 @@ def search(
 
         sweep.require_ray()
         sweep.check_address(address)
+    if spec.latency_ms is None:
+        spec = measure_budget(spec, classes, emit)
     if predictor is None:
         predictor = open_predictor(spec, out, classes, emit)
     smallest_ms = check_budget(spec, predictor)
@@ -195,6 +200,8 @@ def check_numbers(*, trials, epochs, threads, population, sample_size, seeds, se
             f"--sample-size {sample_size} is larger than --population {population}: the "
             "tournament draws from the population"
         )
+    if latency_ms is None:
+        return
     if isinstance(latency_ms, bool) or not isinstance(latency_ms, (int, float)):
         raise ConfigError(f"--latency-ms must be a number, got {latency_ms!r}")
     if not 0 < latency_ms < math.inf:
@@ -216,6 +223,7 @@ def make_spec(
     cpus_per_trial,
     max_concurrent,
     grace_epochs,
+    latency_of=None,
     **numbers,
 ) -> tuple[SearchSpec, int]:
     """The search's settings, every one checked before anything is timed or written (ConfigError,
@@ -224,6 +232,8 @@ def make_spec(
     check_numbers(images_per_class=images_per_class, grace_epochs=grace_epochs,
                   max_concurrent=max_concurrent, **{k: v for k, v in numbers.items()
                   if k not in ("early_stop", "deterministic")})  # fmt: skip
+    if (numbers["latency_ms"] is None) == (latency_of is None):
+        raise ConfigError("give the budget as --latency-ms MS or --latency-of MODEL (one of them)")
     train_args = check_train_args(train_args, "search", SEARCH_OWNED)
     if data != "digits":
         data = os.path.abspath(os.path.expanduser(data))
@@ -239,12 +249,35 @@ def make_spec(
         max_concurrent = saved.max_concurrent if saved else _default_concurrency(cpus_per_trial)
     if grace_epochs is None:
         grace_epochs = max(1, numbers["epochs"] // 3)
+    latency_ms = numbers.pop("latency_ms")
+    if latency_of is not None:
+        from lightnets.registry import resolve_name
+
+        latency_of = resolve_name(latency_of)  # UnknownNameError with close matches
+        same = saved is not None and saved.latency_of == latency_of
+        latency_ms = saved.latency_ms if same else None  # None: measured once the checks pass
     spec = SearchSpec(data=data, img_size=size, target=target, max_concurrent=max_concurrent,
                       grace_epochs=grace_epochs, images_per_class=images_per_class,
-                      train_args=train_args, latency_ms=float(numbers.pop("latency_ms")),
+                      train_args=train_args, latency_of=latency_of,
+                      latency_ms=None if latency_ms is None else float(latency_ms),
                       mnas_w=float(numbers.pop("mnas_w")), **numbers)  # fmt: skip
     check_same(out, spec)
     return spec, classes or 10
+
+
+def measure_budget(spec: SearchSpec, classes: int, emit: Event) -> SearchSpec:
+    """`spec` with the budget of --latency-of: that model's latency on the target, measured as
+    the candidates' will be (lightnets.search.measure)."""
+    import dataclasses
+
+    from lightnets.search.measure import measure_latencies, zoo_maker
+
+    maker = zoo_maker(spec.latency_of, spec.img_size, classes)
+    ms = measure_latencies({spec.latency_of: maker}, spec.target, spec.img_size, spec.threads)
+    if ms[spec.latency_of] is None:
+        raise ConfigError(f"--latency-of {spec.latency_of}: {spec.target} cannot run it")
+    emit("measured", spec.latency_of, {"latency_ms": ms[spec.latency_of]})
+    return dataclasses.replace(spec, latency_ms=ms[spec.latency_of])
 
 
 def _default_concurrency(cpus_per_trial: float) -> int:

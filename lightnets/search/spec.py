@@ -31,7 +31,7 @@ class SearchSpec:
     data: str  # absolute path, or "digits"
     img_size: int
     target: str  # LatencyTarget name: "eager", "onnxruntime:int8", ...
-    latency_ms: float  # the budget, predicted latency on the target
+    latency_ms: float | None  # the budget, predicted latency on the target (None: not measured yet)
     threads: int  # threads of the latency predictions and measurements
     epochs: int
     trials: int
@@ -48,11 +48,13 @@ class SearchSpec:
     train_args: tuple[str, ...] = ()
     deterministic: bool = True
     seeds: int = 1  # seeds of the closing comparison
+    latency_of: str | None = None  # the budget is this zoo model's latency, measured at the start
 
     SAME = (
         "data",
         "img_size",
         "target",
+        "latency_of",
         "latency_ms",
         "threads",
         "epochs",
