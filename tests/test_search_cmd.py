@@ -697,3 +697,20 @@ def test_a_sigkilled_search_resumes_to_the_same_front(learnable, tmp_path):
     logs = [log.read_text().count("=== ") for log in (killed / "logs").glob("*.log")]
     assert 2 in logs  # the trial running at the kill was resumed from its checkpoint
     assert "stopped" in [row[1] for row in history(killed)[0]]  # and ASHA stopped some
+
+
+def test_the_search_refits_its_predictor_near_the_budget_once(tmp_path, quick_timer, monkeypatch):
+    from lightnets.search import latency
+    from lightnets.search.latency import LatencyPredictor
+    from lightnets.search.predictor import NEAR_BUDGET, fit_near_budget
+    from lightnets.search.spec import SearchSpec
+
+    predictor = LatencyPredictor("eager", 24, 1, cache_dir=tmp_path / "table", clock="cpu")
+    spec = SearchSpec(data="digits", img_size=24, target="eager", latency_ms=5.0, threads=1,
+                      epochs=2, trials=2)  # fmt: skip
+    fit_near_budget(predictor, spec, lambda kind, trial, info: None)
+    assert predictor.fit["budget_ms"] == 5.0 and predictor.fit["networks"] == NEAR_BUDGET + 1
+    monkeypatch.setattr(latency, "time_modules", None)  # nothing may be timed again
+    again = LatencyPredictor("eager", 24, 1, cache_dir=tmp_path / "table", clock="cpu")
+    fit_near_budget(again, spec, lambda kind, trial, info: None)
+    assert again.fit == predictor.fit

@@ -28,7 +28,13 @@ from lightnets.compare.checks import OWNED, check_output, check_train_args, reso
 from lightnets.errors import ConfigError
 from lightnets.search import space
 from lightnets.search.evolution import RegularizedEvolution
-from lightnets.search.predictor import check_budget, keep_table, open_predictor, share_table
+from lightnets.search.predictor import (
+    check_budget,
+    fit_near_budget,
+    keep_table,
+    open_predictor,
+    share_table,
+)
 from lightnets.search.runner import LatencyTarget
 from lightnets.search.spec import OBJECTIVES, SearchSpec, check_same, read_spec, write_spec
 from lightnets.search.trials import SearchTrials
@@ -131,12 +137,14 @@ def search(
         spec = measure_budget(spec, classes, emit)
     if predictor is None:
         predictor = open_predictor(spec, out, classes, emit)
-    smallest_ms = check_budget(spec, predictor)
+    check_budget(spec, predictor)
 
     # every check passed: from here on, files are written
     out.mkdir(parents=True, exist_ok=True)
     write_spec(out, spec)
     predictor = keep_table(predictor, out)
+    fit_near_budget(predictor, spec, emit)
+    smallest_ms = check_budget(spec, predictor)  # with the fit the search goes by
     placement = ["--threads", str(max(1, int(cpus_per_trial))), "--workers", str(workers)]
     placement += ["--device", "cuda" if gpus_per_trial else "cpu", "--no-progress"]
     emit("budget", None, {"smallest_ms": smallest_ms, "budget_ms": spec.latency_ms})
