@@ -133,39 +133,49 @@ def search(
 
         sweep.require_ray()
         sweep.check_address(address)
-    if spec.latency_ms is None:
-        spec = measure_budget(spec, classes, emit)
-    if predictor is None:
-        predictor = open_predictor(spec, out, classes, emit)
-    check_budget(spec, predictor)
+    spec, predictor = checked_predictor(spec, out, classes, predictor, emit)
 
     # every check passed: from here on, files are written
-    out.mkdir(parents=True, exist_ok=True)
-    write_spec(out, spec)
-    predictor = keep_table(predictor, out)
-    fit_near_budget(predictor, spec, emit)
-    smallest_ms = check_budget(spec, predictor)  # with the fit the search goes by
+    predictor = begin(spec, out, predictor, emit)
     placement = ["--threads", str(max(1, int(cpus_per_trial))), "--workers", str(workers)]
     placement += ["--device", "cuda" if gpus_per_trial else "cpu", "--no-progress"]
-    emit("budget", None, {"smallest_ms": smallest_ms, "budget_ms": spec.latency_ms})
     proposer = start_trials(spec, out, predictor, placement, emit)
-    failed = run_trials(
-        proposer, spec, out, runner, emit, address=address, cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial, max_failures=max_failures,
-    )  # fmt: skip
+    ray_kwargs = dict(address=address, cpus_per_trial=cpus_per_trial,
+                      gpus_per_trial=gpus_per_trial, max_failures=max_failures)  # fmt: skip
+    failed = run_trials(proposer, spec, out, runner, emit, **ray_kwargs)
     share_table(predictor)
     if proposer.error is not None:
         raise proposer.error
     rows = handback.candidate_rows(spec, out, proposer.evolution.candidates)
     result = handback.hand_back(spec, out, rows, failed, classes, emit)
     if closing_compare and result["best"] is not None:
-        placement_kwargs = dict(address=address, cpus_per_trial=cpus_per_trial,
-                                gpus_per_trial=gpus_per_trial, workers=workers,
-                                max_failures=max_failures)  # fmt: skip
         result["compare"] = handback.closing_compare(
-            spec, out, result["best"], classes, emit, compare_runner, **placement_kwargs
+            spec, out, result["best"], classes, emit, compare_runner, workers=workers, **ray_kwargs
         )
     return result
+
+
+def checked_predictor(spec: SearchSpec, out: Path, classes: int, predictor, emit: Event):
+    """(spec with its budget, predictor): the budget of --latency-of measured, the predictor
+    opened (timed when nothing is cached), the budget checked against the smallest network."""
+    if spec.latency_ms is None:
+        spec = measure_budget(spec, classes, emit)
+    if predictor is None:
+        predictor = open_predictor(spec, out, classes, emit)
+    check_budget(spec, predictor)
+    return spec, predictor
+
+
+def begin(spec: SearchSpec, out: Path, predictor, emit: Event):
+    """OUT/search.json, and the predictor the search goes by: its table kept in OUT/latency and
+    refitted near the budget; the budget checked again with that fit."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_spec(out, spec)
+    predictor = keep_table(predictor, out)
+    fit_near_budget(predictor, spec, emit)
+    smallest_ms = check_budget(spec, predictor)
+    emit("budget", None, {"smallest_ms": smallest_ms, "budget_ms": spec.latency_ms})
+    return predictor
 
 
 def check_placement(cpus_per_trial, gpus_per_trial, workers, max_failures) -> None:
