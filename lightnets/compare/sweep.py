@@ -317,7 +317,11 @@ def run_search_on_ray(
             max_concurrent_trials=max_concurrent,
             trial_name_creator=lambda t: t.config["id"],
             trial_dirname_creator=lambda t: t.config["id"],
-            reuse_actors=True,
+            # Tune keeps a finished trial's actor for the next trial without stopping it; a
+            # trial ASHA stopped would then go on training until the actor is reused, which the
+            # searcher's wait for older results can put off. So each trial gets its own actor,
+            # stopped (its train command with it) when the trial is.
+            reuse_actors=False,
         ),
         run_config=_run_config("search", storage, on_event, max_failures),
     )
