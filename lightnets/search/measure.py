@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from lightnets.errors import LightnetsError
 from lightnets.files import write_text
 from lightnets.search.runner import LatencyTarget
 from lightnets.search.timing import CHUNK, time_calls
@@ -78,7 +79,9 @@ def measure_latencies(
             module, example = makers[name]()
             try:
                 calls[name] = parsed.compile(module, example, threads)
-            except Exception as err:  # noqa: BLE001 - a zoo model a runtime cannot take
+            except (LightnetsError, RuntimeError, ValueError, NotImplementedError) as err:
+                # a zoo model the runtime's exporter or kernels do not take (ONNX Runtime's and
+                # torch.onnx's errors are RuntimeErrors); anything else is a bug
                 known[name] = None
                 known[f"{name}:error"] = " ".join(str(err).split())[:200]
         clock = "cpu" if threads == 1 else "wall"  # as the predictor (searching.predictor_kwargs)
