@@ -139,7 +139,8 @@ def write_front(spec, out: Path, rows, front, best, failed, notes) -> dict:
 
 def closing_compare(spec, out: Path, best: dict, classes: int, emit, runner, **placement) -> dict:
     """`compare` of the chosen network with the zoo models measured within the budget on the
-    target, at the search's epochs, images per class, image size, training flags and `seeds`."""
+    target (and the model of --latency-of, always), at the search's epochs, images per class,
+    image size, training flags and `seeds`."""
     from lightnets.compare import compare
 
     zoo = measure_latencies(
@@ -151,6 +152,8 @@ def closing_compare(spec, out: Path, best: dict, classes: int, emit, runner, **p
     )
     within = sorted((n for n, ms in zoo.items() if ms is not None and ms <= spec.latency_ms),
                     key=lambda n: zoo[n])  # fmt: skip
+    if spec.latency_of is not None and spec.latency_of not in within:
+        within.insert(0, spec.latency_of)  # the budget's own model, measured again a bit slower
     winner = f"searched_{best['id']}"
     emit("compare", None, {"models": within, "winner": winner, "zoo_ms": zoo})
     runtime = "onnxruntime" if spec.target == "onnxruntime:fp32" else "eager"
