@@ -133,7 +133,8 @@ def write_front(spec, out: Path, rows, front, best, failed, notes) -> dict:
         "files": files,
     }
     write_text(out / "front.json", json.dumps(result, indent=1))
-    write_text(out / "front.md", front_mod.render_front(result["front"], "markdown", notes=notes))
+    text = front_mod.render_front(result["front"], "markdown", notes=notes)
+    write_text(out / "front.md", text + "\n")
     return result
 
 
