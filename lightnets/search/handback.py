@@ -11,6 +11,7 @@ fewer epochs.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from lightnets.files import write_text
@@ -45,7 +46,9 @@ def candidate_rows(spec: SearchSpec, out: Path, candidates) -> list[dict]:
     return rows
 
 
-def network_maker(table, img_size: int, num_classes: int):
+def network_maker(table, img_size: int, num_classes: int) -> Callable[[], tuple]:
+    """(network, example input) of a candidate, as the trial trained it."""
+
     def make():
         import torch
 

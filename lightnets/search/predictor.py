@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lightnets.errors import ConfigError
 from lightnets.search import space
+from lightnets.search.latency import LatencyPredictor, default_cache_dir
 from lightnets.search.spec import SearchSpec
 
 LATENCY_DIR = "latency"
@@ -25,11 +26,9 @@ def predictor_kwargs(spec: SearchSpec, classes: int) -> dict:
     return {"num_classes": classes, "clock": "cpu" if spec.threads == 1 else "wall"}
 
 
-def open_predictor(spec: SearchSpec, out: Path, classes: int, emit):
+def open_predictor(spec: SearchSpec, out: Path, classes: int, emit) -> LatencyPredictor:
     """The search's own table (OUT/latency) when it has one, else the shared cache's; calibrated
     (networks timed end to end) when it has no fit yet."""
-    from lightnets.search.latency import LatencyPredictor
-
     kwargs = predictor_kwargs(spec, classes)
     args = (spec.target, spec.img_size, spec.threads)
     predictor = LatencyPredictor(*args, cache_dir=out / LATENCY_DIR, **kwargs)
@@ -86,13 +85,11 @@ def fit_near_budget(predictor, spec: SearchSpec, emit) -> None:
     predictor.save()
 
 
-def keep_table(predictor, out: Path):
+def keep_table(predictor, out: Path) -> object:
     """The predictor with its table in OUT/latency (copied there from the shared cache)."""
     path = getattr(predictor, "path", None)
     if path is None or path.parent == out / LATENCY_DIR:
         return predictor
-    from lightnets.search.latency import LatencyPredictor
-
     predictor.save()
     (out / LATENCY_DIR).mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, out / LATENCY_DIR / path.name)
@@ -110,8 +107,6 @@ def keep_table(predictor, out: Path):
 def share_table(predictor) -> None:
     """Add the parts the search timed to the shared cache (the next search need not time them
     again); the shared cache's own figures and fit are kept."""
-    from lightnets.search.latency import LatencyPredictor, default_cache_dir
-
     path = getattr(predictor, "path", None)
     if path is None or path.parent == default_cache_dir():
         return

@@ -155,7 +155,9 @@ def search(
     return result
 
 
-def checked_predictor(spec: SearchSpec, out: Path, classes: int, predictor, emit: Event):
+def checked_predictor(
+    spec: SearchSpec, out: Path, classes: int, predictor, emit: Event
+) -> tuple[SearchSpec, object]:
     """(spec with its budget, predictor): the budget of --latency-of measured, the predictor
     opened (timed when nothing is cached), the budget checked against the smallest network."""
     if spec.latency_ms is None:
@@ -166,7 +168,7 @@ def checked_predictor(spec: SearchSpec, out: Path, classes: int, predictor, emit
     return spec, predictor
 
 
-def begin(spec: SearchSpec, out: Path, predictor, emit: Event):
+def begin(spec: SearchSpec, out: Path, predictor, emit: Event) -> object:
     """OUT/search.json, and the predictor the search goes by: its table kept in OUT/latency and
     refitted near the budget; the budget checked again with that fit."""
     out.mkdir(parents=True, exist_ok=True)
