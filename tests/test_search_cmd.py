@@ -339,9 +339,16 @@ def data(tmp_path, monkeypatch):
     return folder
 
 
-def test_a_search_writes_its_front_best_and_candidates(tmp_path, data, fake_measure):
+def test_a_search_writes_its_front_best_and_candidates(tmp_path, data, fake_measure, capsys):
+    from lightnets.commands.search import SearchProgress, print_result
+
     out = tmp_path / "out"
     result = run_search(out, FakeTune())
+    print_result(result, "json", SearchProgress(False))
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["best"]["id"] == result["best"]["id"] and printed["compare"] is None
+    print_result(result, "table", SearchProgress(False))
+    assert f"best: {result['best']['id']}, val acc" in capsys.readouterr().out
     assert sorted(p.name for p in (out / "candidates").iterdir()) == [
         f"c{i:04d}.toml" for i in range(8)
     ]
