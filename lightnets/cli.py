@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "look inside a network: kernels, frequencies, features",
     "compare": "train models x seeds on your data (Ray Tune) and compare them within noise",
     "study": "run a paper's ablation on your data and judge its claims",
+    "search": "design a MixNet within a latency budget on your target and data (Ray Tune)",
 }
 MODULES = {"eval": "evaluate"}  # `eval` is a builtin name: its module is commands/evaluate.py
 

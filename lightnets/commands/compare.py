@@ -4,6 +4,7 @@
         --seeds 3 --epochs 30 -o runs/cmp            # then: the same command again resumes
     lightnets compare 'mobilenet_v2_*k*' --data DIR --recipe mixnet --lr 0.05 -o runs/k
     lightnets compare --resume -o runs/cmp --address ray://head:10001 --cpus-per-trial 4
+    lightnets compare runs/search/best.toml mobilenet_v2_w035 --data DIR --img-size 32 -o runs/b
 
 Every model x seed is one `lightnets train` run directory (OUT/trials/<model>-s<seed>/); flags
 this command does not know are passed to every trial's `lightnets train`. The table (mean ± std
@@ -95,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Any other flag goes to every trial's `lightnets train` (see its --help).",
     )
     parser.add_argument(
-        "models", nargs="*", metavar="MODEL", help="model names or shell patterns ('mixnet_*')"
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help="model names, shell patterns ('mixnet_*') or architecture files (NAME.toml: "
+        "a MixNet-style network named NAME)",
     )
     parser.add_argument(
         "--resume",
@@ -219,8 +224,18 @@ def expand_models(names: list[str]) -> list[str]:
 
     out = []
     for name in names:
-        out += match_models(name) if any(c in name for c in "*?[") else [name]
+        is_file = name.endswith((".toml", ".json"))
+        out += match_models(name) if any(c in name for c in "*?[") and not is_file else [name]
     return out
+
+
+def split_archs(names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(model names, {name: file}): an architecture file FILE.toml / FILE.json among the models
+    is the network named by its file name without the suffix."""
+    from pathlib import Path
+
+    archs = {Path(n).stem: n for n in names if n.endswith((".toml", ".json"))}
+    return [Path(n).stem if n.endswith((".toml", ".json")) else n for n in names], archs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         train_args=train_args,
         deterministic=args.deterministic,
     )
-    models = expand_models(args.models)
+    models, archs = split_archs(expand_models(args.models))
     if args.resume:
         from lightnets.compare.spec import read_spec
 
@@ -270,7 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(not args.no_progress)
     try:
         result = compare(
-            models, output=args.output, on_event=progress, **kwargs, **sweep_kwargs(args)
+            models,
+            output=args.output,
+            archs=archs,
+            on_event=progress,
+            **kwargs,
+            **sweep_kwargs(args),
         )
     finally:
         progress.close()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from lightnets.compare import variants
@@ -21,6 +22,7 @@ OWNED = {
     "--device": "--gpus-per-trial", "--workers": "--workers", "--progress": "--no-progress",
     "--no-progress": "--no-progress", "--deterministic": "--no-deterministic",
     "--no-deterministic": "--no-deterministic", "--stop-at-epoch": "(not supported)",
+    "--arch": "an architecture file as a MODEL argument",
 }  # fmt: skip
 
 Event = Callable[[str, "str | None", dict], None]
@@ -41,14 +43,18 @@ def train_flag_arity() -> dict[str, int]:
     return arity
 
 
-def check_train_args(train_args: Sequence[str]) -> tuple[str, ...]:
+def check_train_args(
+    train_args: Sequence[str], command: str = "compare", owned: Mapping[str, str] = OWNED
+) -> tuple[str, ...]:
+    """`train_args` if every flag is a `lightnets train` flag that `command` does not set itself
+    (`owned`: flag -> the option of `command` to use instead)."""
     known = None
     for token in train_args:
         if not token.startswith("--"):
             continue
         flag = token.split("=", 1)[0]
-        if flag in OWNED:
-            raise ConfigError(f"{flag} is set by compare for every trial; use {OWNED[flag]}")
+        if flag in owned:
+            raise ConfigError(f"{flag} is set by {command} for every trial; use {owned[flag]}")
         known = known or train_flag_arity()
         if flag not in known:
             import difflib
@@ -59,12 +65,22 @@ def check_train_args(train_args: Sequence[str]) -> tuple[str, ...]:
     return tuple(train_args)
 
 
-def resolve_models(models: Sequence[str]) -> tuple[str, ...]:
-    """Canonical registered names (or study-network names, lightnets.compare.variants);
-    UnknownNameError with close matches, ConfigError for an empty list or a repeated model."""
+ARCH_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.]*")
+
+
+def resolve_models(
+    models: Sequence[str], archs: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """Canonical registered names (or study-network names, lightnets.compare.variants; or names
+    of `archs`, networks built from architecture files); UnknownNameError with close matches,
+    ConfigError for an empty list or a repeated model."""
     if not models:
         raise ConfigError("name at least one model to compare")
-    names = tuple(variants.canonical(m) for m in models)
+    archs = archs or {}
+    for name in archs:
+        if not ARCH_NAME.fullmatch(name):
+            raise ConfigError(f"network name {name!r}: use letters, digits, '_' and '.' only")
+    names = tuple(m if m in archs else variants.canonical(m) for m in models)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"model {repeated[0]!r} is named twice")
@@ -76,14 +92,32 @@ def _small_input(train_args: Sequence[str]) -> bool | None:
     return None if not flags else flags[-1] == "--small-input"
 
 
-def resolve_img_size(models: Sequence[str], data: str, img_size: int | None) -> int:
+def card(name: str, archs: Mapping[str, str] | None = None):
+    """The model card of a model, or mixnet_custom's for a network of `archs`."""
+    return variants.card("mixnet_custom" if name in (archs or {}) else name)
+
+
+def create(name: str, archs: Mapping[str, str] | None = None, **kwargs):
+    """The network `name` (a network of `archs`: mixnet_custom from its file, checked against
+    the input size as `lightnets train --arch` checks it)."""
+    if name not in (archs or {}):
+        return variants.create(name, **kwargs)
+    from lightnets.models.arch import read_arch
+
+    arch = read_arch(archs[name])
+    return variants.create("mixnet_custom", arch=arch, **kwargs)
+
+
+def resolve_img_size(
+    models: Sequence[str], data: str, img_size: int | None, archs: Mapping[str, str] | None = None
+) -> int:
     if img_size is not None:
         if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < 1:
             raise ConfigError(f"--img-size must be a positive integer, got {img_size!r}")
         return img_size
     if data == "digits":
         return 32
-    sizes = {variants.card(m).input_size for m in models}
+    sizes = {card(m, archs).input_size for m in models}
     if len(sizes) > 1:
         raise ConfigError(
             f"the models' cards disagree on the input size ({sorted(sizes)}); pass --img-size"
@@ -91,19 +125,28 @@ def resolve_img_size(models: Sequence[str], data: str, img_size: int | None) -> 
     return sizes.pop()
 
 
-def check_input_size(models: Sequence[str], img_size: int, classes: int, train_args=()) -> None:
+def check_input_size(
+    models: Sequence[str],
+    img_size: int,
+    classes: int,
+    train_args=(),
+    archs: Mapping[str, str] | None = None,
+) -> None:
     """Build each model as its trial will (stride-1 stem for images of 64 px or less) and refuse
     one that cannot take `img_size` images, naming it and its smallest input."""
     from lightnets.checkpoints import wants_small_input
+    from lightnets.models.arch import check_fits
 
     small = wants_small_input(img_size, _small_input(train_args))
     for name in models:
         kwargs = {"num_classes": classes, **({"small_input": True} if small else {})}
         try:
-            model = variants.create(name, **kwargs)
+            model = create(name, archs, **kwargs)
+            if name in (archs or {}):
+                check_fits(model.arch, img_size, small)
         except ConfigError as err:
             raise ConfigError(f"{name} cannot be built for {img_size} px images: {err}") from None
-        smallest = getattr(model, "min_input", None) or variants.card(name).min_input
+        smallest = getattr(model, "min_input", None) or card(name, archs).min_input
         if img_size < smallest:
             raise ConfigError(
                 f"{name} cannot take {img_size} px images (min_input {smallest}); "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from lightnets.compare import data as data_mod
@@ -64,6 +64,7 @@ def compare(
     workers: int = 0,
     max_failures: int = 2,
     study: str | None = None,
+    archs: Mapping[str, str | os.PathLike] | None = None,
     on_event: Event | None = None,
     runner: Callable | None = None,
 ) -> dict:
@@ -81,6 +82,9 @@ def compare(
         deterministic: `--deterministic` for every trial (a resumed trial is bit-identical on CPU).
         runtime, latency, latency_threads, latency_time: how latency is measured after the sweep.
         address, cpus_per_trial, gpus_per_trial, workers, max_failures: Ray placement and retries.
+        archs: {name: architecture file}: networks named in `models` that are built from a
+            file (mixnet_custom, `lightnets train --arch`); a trial of that name that trained
+            another architecture is refused.
         on_event: called as (kind, trial id, info) for "plan", "done", "retry", "failed", "costs".
         runner: replaces Ray (tests): runner(plans, **placement) -> {trial id: error}.
 
@@ -88,6 +92,7 @@ def compare(
     "failed": {trial: error}, "notes", "files"} (also written to OUT/results.json).
     """
     emit = on_event or (lambda kind, trial, info: None)
+    archs = {name: os.path.abspath(path) for name, path in (archs or {}).items()}
     spec = make_spec(
         models,
         data,
@@ -99,6 +104,7 @@ def compare(
         images_per_class=images_per_class,
         deterministic=deterministic,
         study=study,
+        archs=archs,
     )
     for name, value, low in (
         ("--cpus-per-trial", cpus_per_trial, 1e-9),
@@ -117,6 +123,7 @@ def compare(
     check_output(out)
     spec_mod.check_same(out, spec)
     trials_dir = out / "trials"
+    check_trained_archs(spec, trials_dir, archs)
     status = {
         trial_id(m, s): trial_status(trials_dir / trial_id(m, s))
         for m in spec.models
@@ -133,7 +140,7 @@ def compare(
     spec_mod.write_spec(out, spec)
     placement = ["--threads", str(max(1, int(cpus_per_trial))), "--workers", str(workers)]
     placement += ["--device", "cuda" if gpus_per_trial else "cpu", "--no-progress"]
-    plans = plan_trials(spec, out, tuple(placement))
+    plans = plan_trials(spec, out, tuple(placement), archs)
     todo = [p for p in plans if status[p.id] != FINISHED]
     emit(
         "plan",
@@ -165,7 +172,11 @@ def compare(
         else:
             failed = runner(todo, **sweep_kwargs)
 
-    finished = [read_trial(p.run_dir) for p in plans if trial_status(p.run_dir) == FINISHED]
+    finished = [
+        {**read_trial(p.run_dir), "model": p.model}  # a network of `archs`: its name here
+        for p in plans
+        if trial_status(p.run_dir) == FINISHED
+    ]
     for p in plans:
         if p.id not in failed and trial_status(p.run_dir) != FINISHED:
             failed[p.id] = "did not finish"
@@ -198,6 +209,7 @@ def make_spec(
     images_per_class: int | None,
     deterministic: bool,
     study: str | None,
+    archs: Mapping[str, str] | None = None,
 ) -> CompareSpec:
     """The comparison's settings, every one checked (ConfigError, UnknownNameError,
     FileNotFoundError, one line each) before anything runs or is written."""
@@ -211,14 +223,14 @@ def make_spec(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     train_args = check_train_args(train_args)
-    names = resolve_models(models)
+    names = resolve_models(models, archs)
     if data != "digits":
         data = os.path.abspath(os.path.expanduser(data))
     classes = data_mod.data_classes(data)
     if images_per_class is not None and (classes is None or data == "digits"):
         raise ConfigError("--images-per-class needs an image folder (root/train/<class>/...)")
-    size = resolve_img_size(names, data, img_size)
-    check_input_size(names, size, classes or 10, train_args)
+    size = resolve_img_size(names, data, img_size, archs)
+    check_input_size(names, size, classes or 10, train_args, archs)
     return CompareSpec(
         models=names,
         seeds=tuple(range(seeds)),
@@ -233,9 +245,12 @@ def make_spec(
     )
 
 
-def plan_trials(spec: CompareSpec, out: Path, placement: tuple[str, ...]) -> list[TrialPlan]:
+def plan_trials(
+    spec: CompareSpec, out: Path, placement: tuple[str, ...], archs: Mapping[str, str] | None = None
+) -> list[TrialPlan]:
     """One TrialPlan per model x seed: its run dir, log and `lightnets train` flags (on the
     images-per-class subset, made here, when the spec asks for one)."""
+    archs = archs or {}
     data = spec.data
     if spec.images_per_class is not None:
         data = str(data_mod.subset_folder(spec.data, spec.images_per_class, out / "data"))
@@ -255,11 +270,28 @@ def plan_trials(spec: CompareSpec, out: Path, placement: tuple[str, ...]) -> lis
                 deterministic=spec.deterministic,
                 train_args=spec.train_args,
                 placement=placement,
+                arch=archs.get(model),
             )
             plans.append(
                 TrialPlan(i, model, seed, run_dir, str(out / "logs" / f"{i}.log"), fresh, resume)
             )
     return plans
+
+
+def check_trained_archs(spec: CompareSpec, trials_dir: Path, archs: Mapping[str, str]) -> None:
+    """Refuse a trial of a network of `archs` whose run dir trained another architecture (its
+    arch.toml, the copy `lightnets train --arch` keeps)."""
+    from lightnets.models.arch import read_arch
+
+    for name, path in archs.items():
+        wanted = read_arch(path)
+        for seed in spec.seeds:
+            kept = trials_dir / trial_id(name, seed) / "arch.toml"
+            if kept.is_file() and read_arch(kept) != wanted:
+                raise ConfigError(
+                    f"{trial_id(name, seed)} in {trials_dir} trained another architecture than "
+                    f"{path}; name the network differently or choose another -o"
+                )
 
 
 def write_results(out: Path, spec: CompareSpec, rows, trials, failed, notes, extra=None) -> dict:

@@ -34,24 +34,26 @@ def _images(folder: Path) -> list[Path]:
     return found
 
 
-def data_classes(data: str) -> int | None:
+def data_classes(data: str, name: str = "--data") -> int | None:
     """Classes in `data` ('digits', a CIFAR directory or an image folder root/train/<class>/);
-    None where the count is the loader's to find (CIFAR). ConfigError below two classes."""
+    None where the count is the loader's to find (CIFAR). ConfigError below two classes; `name`
+    is how the command calls the data in its messages."""
     if data == "digits":
         return 10
     root = Path(data)
     if not root.is_dir():
-        raise FileNotFoundError(f"--data {data}: no such directory (or use --data digits)")
+        hint = "--data digits" if name == "--data" else "digits"
+        raise FileNotFoundError(f"{name} {data}: no such directory (or use {hint})")
     train = root / "train"
     if not train.is_dir():
         if _is_cifar(root):
             return None
-        raise ConfigError(f"--data {data}: expected an image folder {train}/<class>/<images>")
+        raise ConfigError(f"{name} {data}: expected an image folder {train}/<class>/<images>")
     classes = [c for c in _class_dirs(train) if _images(train / c)]
     if len(classes) < 2:
         raise ConfigError(
-            f"--data {data}: {len(classes)} class folder(s) with images in {train}; a "
-            "comparison needs at least two classes"
+            f"{name} {data}: {len(classes)} class folder(s) with images in {train}; training "
+            "needs at least two classes"
         )
     return len(classes)
 

@@ -20,7 +20,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +35,7 @@ TRIAL_FILE = "trial.json"  # written into the run dir when the train command has
 # set for the train process of a trial: the pid of the process that started it (`enter_trial`)
 TRIAL_PARENT_ENV = "LIGHTNETS_TRIAL_PARENT"
 LOCK_WAIT_S = 120.0
+POLL_S = 0.5  # how often a running trial's metrics are read when its epochs are reported
 
 
 def trial_id(model: str, seed: int) -> str:
@@ -84,12 +87,18 @@ def train_argv(
     deterministic: bool,
     train_args: tuple[str, ...],
     placement: tuple[str, ...],
+    arch: str | None = None,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(fresh, resume) `lightnets train` flags of one trial. The settings come first and the
     user's flags after them (argparse: the last one wins); `placement` (threads, workers, device,
-    progress) may differ between attempts, which `--resume` allows."""
+    progress) may differ between attempts, which `--resume` allows. `arch`: an architecture file,
+    trained as `--model mixnet_custom --arch FILE` (the run dir keeps a copy for `--resume`)."""
+    if arch is not None:
+        model = "mixnet_custom"
     fresh = ["--model", model, "--data", data, "--img-size", str(img_size), "--seed", str(seed)]
     fresh += ["--run-dir", run_dir]
+    if arch is not None:
+        fresh += ["--arch", arch]
     if epochs is not None:
         fresh += ["--epochs", str(epochs)]
     if recipe is not None:
@@ -124,8 +133,18 @@ def _lock(path: Path, wait_s: float) -> int:
             time.sleep(0.5)
 
 
-def run_trial(plan: TrialPlan, node: str | None = None, lock_wait_s: float = LOCK_WAIT_S) -> dict:
-    """Run (or continue) one trial to its last epoch; returns its result (see `read_trial`)."""
+def run_trial(
+    plan: TrialPlan,
+    node: str | None = None,
+    lock_wait_s: float = LOCK_WAIT_S,
+    on_epoch: Callable[[list[dict]], None] | None = None,
+) -> dict:
+    """Run (or continue) one trial to its last epoch; returns its result (see `read_trial`).
+
+    `on_epoch(rows)` is called with the run's metrics.json rows each time they grow while the
+    train command runs (every POLL_S), and once more when it has exited. Whatever it raises
+    (an early-stopping scheduler's stop) stops the train command (SIGTERM: it checkpoints) and
+    is raised on."""
     run_dir = Path(plan.run_dir)
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     fd = _lock(run_dir.parent / f".{plan.id}.lock", lock_wait_s)
@@ -156,7 +175,7 @@ def run_trial(plan: TrialPlan, node: str | None = None, lock_wait_s: float = LOC
             pid_file = run_dir.parent / f".{plan.id}.pid"
             write_text(pid_file, str(proc.pid))
             try:
-                rc = proc.wait()
+                rc = _wait(proc, run_dir, on_epoch)
             finally:
                 pid_file.unlink(missing_ok=True)
         if rc != 0:
@@ -174,6 +193,34 @@ def run_trial(plan: TrialPlan, node: str | None = None, lock_wait_s: float = LOC
         return read_trial(run_dir)
     finally:
         os.close(fd)
+
+
+def _wait(proc: subprocess.Popen, run_dir: Path, on_epoch) -> int:
+    """The train command's exit status, calling `on_epoch` as its metrics grow. When anything is
+    raised meanwhile, the command is stopped (SIGTERM: it checkpoints and exits in its own time,
+    holding the trial's lock until then) and reaped in the background: a scheduler that stops a
+    trial gives its thread a few seconds to end."""
+    if on_epoch is None:
+        return proc.wait()
+    seen = -1
+    try:
+        while True:
+            try:
+                proc.wait(timeout=POLL_S)
+                done = True
+            except subprocess.TimeoutExpired:
+                done = False
+            rows = read_json(run_dir / "metrics.json", [])
+            if len(rows) != seen or done:
+                seen = len(rows)
+                on_epoch(rows)
+            if done:
+                return proc.returncode
+    except BaseException:
+        if proc.poll() is None:
+            proc.terminate()
+            threading.Thread(target=proc.wait, daemon=True).start()
+        raise
 
 
 # ------------------------------------------------------------------------------ inside one

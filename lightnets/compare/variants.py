@@ -161,6 +161,9 @@ def trial_model(run_dir: str | Path, weights: bool = False) -> nn.Module:
     for key in ("drop_rate", "drop_path_rate"):
         if config.get(key) is not None:
             kwargs[key] = config[key]
+    if config.get("arch") is not None:  # mixnet_custom: the run's copy of its table
+        kept = run_dir / "arch.toml"
+        kwargs["arch"] = str(kept) if kept.is_file() else config["arch"]
     model = create(config["model"], **kwargs)
     if weights:
         from lightnets.weights import load_weights

@@ -3,8 +3,9 @@ Kernels", Tan & Le, arXiv:1907.09595, Sec. 4: MnasNet's search with mixed kernel
 
 Defines `RowChoices` (what one row may be), `MIXNET_S_SPACE` (MixNet-S's stride skeleton with the
 choices of every row), `build_network` (a table -> the MixNet it declares) and the moves a
-search makes: `sample`, `mutate` (one field of one row, for regularized evolution), `smallest`
-and `largest`.
+search makes: `sample`, `mutate` (one field of one row, for regularized evolution), `cheapen`
+(one field one option cheaper, to bring a table under a latency budget), `smallest` and
+`largest`; `fit_space` cuts the kernels to those that fit an input size.
 
 Deviations from the paper: the paper searches MnasNet's space (kernel 3/5, expansion 3/6, SE
 0/0.25, ...) plus mixed kernels; here the skeleton is fixed to MixNet-S (stem 16, head 1536, its
@@ -15,6 +16,7 @@ expansion-1 (depthwise-separable) block as in MixNet-S.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, fields, replace
 
@@ -117,6 +119,29 @@ def mutate(
     return tuple(rows)
 
 
+def cheapen(
+    table, rng: random.Random, space: tuple[RowChoices, ...] = MIXNET_S_SPACE
+) -> tuple[MixRow, ...] | None:
+    """`table` with one field of one row moved to the next cheaper of its options (the options
+    are ordered cheapest first), drawn uniformly among the fields not at their cheapest; None
+    when every field is (the table is `smallest(space)`)."""
+    if not contains(table, space):
+        raise ConfigError("cheapen: the table is not in the search space")
+    movable = [
+        (i, f)
+        for i, c in enumerate(space)
+        for f in SEARCHED
+        if getattr(c, f).index(getattr(table[i], f)) > 0
+    ]
+    if not movable:
+        return None
+    i, name = rng.choice(movable)
+    options = getattr(space[i], name)
+    rows = list(table)
+    rows[i] = replace(rows[i], **{name: options[options.index(getattr(table[i], name)) - 1]})
+    return tuple(rows)
+
+
 def differences(a, b) -> list[tuple[int, str]]:
     """(row, field) of every field in which tables `a` and `b` differ."""
     return [
@@ -127,9 +152,36 @@ def differences(a, b) -> list[tuple[int, str]]:
     ]
 
 
+def fit_space(
+    img_size: int, space: tuple[RowChoices, ...] = MIXNET_S_SPACE, small_input: bool | None = None
+) -> tuple[RowChoices, ...]:
+    """`space` with each row's kernel choices cut to those that fit its feature map at `img_size`
+    (the rule of lightnets.models.arch.check_fits: a k x k kernel needs a map of at least
+    (k + 1) / 2 px), taking the map after the row's stride, where all but its first block run.
+    At 32 px with the stride-1 stem the last two rows keep (3,) only. ConfigError when the
+    strides leave a row no kernel, naming the smallest size the space needs."""
+    small = small_input_for(img_size) if small_input is None else small_input
+    reduction, rows = (1 if small else 2), []
+    for row in space:
+        reduction *= row.s
+        side = math.ceil(img_size / reduction)
+        rows.append(replace(row, k=tuple(k for k in row.k if max(k) <= 2 * side - 1)))
+    if not all(row.k for row in rows):
+        stem = " with the stride-1 stem" if small else ""
+        raise ConfigError(
+            f"img_size {img_size}: the search space reduces the input {reduction}x{stem}, leaving "
+            f"no room for a 3x3 kernel; it needs at least {reduction + 1} px"
+        )
+    return tuple(rows)
+
+
 def small_input_for(img_size: int) -> bool:
-    """Stride-1 stem below 112 px (CIFAR's 32 px), as MixNet's `small_input` is meant for."""
-    return img_size < 112
+    """The stride-1 stem for images of 64 px or less (CIFAR's 32 px): `lightnets train`'s rule
+    (lightnets.checkpoints.wants_small_input), so that a searched network trains, is compared
+    and deploys with the stem its latency was predicted for."""
+    from lightnets.checkpoints import wants_small_input
+
+    return wants_small_input(img_size)
 
 
 def build_network(table, *, img_size: int = 224, num_classes: int = 1000, **kwargs) -> MixNet:
