@@ -65,34 +65,44 @@ def spec_path(out: str | Path) -> Path:
 
 
 def read_spec(out: str | Path) -> CompareSpec | None:
-    path = spec_path(out)
-    if not path.is_file():
-        return None
-    try:
-        values = json.loads(path.read_text())
-        return CompareSpec.from_dict(values)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{path}: not a lightnets compare spec ({err})") from None
+    return load_spec(spec_path(out), CompareSpec, "compare")
 
 
 def check_same(out: str | Path, spec: CompareSpec) -> None:
     """Refuse a results directory made by a different comparison (ConfigError naming the first
     settings that differ); a directory with trials but no spec is refused too."""
+    why = "its trials cannot share a table with these"
+    refuse_unless_same(out, read_spec(out), spec, SPEC_FILE, "a different comparison", why)
+
+
+# shared by every command whose OUT holds a spec and trials (compare, search)
+
+
+def load_spec(path: Path, cls, kind: str):
+    """`cls.from_dict` of the JSON at `path`; None when there is none, ConfigError when it is
+    no `kind` spec."""
+    if not path.is_file():
+        return None
+    try:
+        return cls.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{path}: not a lightnets {kind} spec ({err})") from None
+
+
+def refuse_unless_same(out: str | Path, saved, spec, spec_file: str, what: str, why: str) -> None:
+    """ConfigError when OUT's `saved` spec differs from `spec` in a field of `type(spec).SAME`
+    (naming the first three), or when OUT holds trials but no spec."""
     out = Path(out)
-    saved = read_spec(out)
     if saved is None:
         if (out / "trials").is_dir() and any((out / "trials").iterdir()):
-            raise ConfigError(f"-o {out}: holds trials but no {SPEC_FILE}; choose another -o")
+            raise ConfigError(f"-o {out}: holds trials but no {spec_file}; choose another -o")
         return
-    differ = [k for k in CompareSpec.SAME if getattr(saved, k) != getattr(spec, k)]
+    differ = [k for k in type(spec).SAME if getattr(saved, k) != getattr(spec, k)]
     if differ:
         shown = "; ".join(
             f"{k} {getattr(saved, k)!r} there, {getattr(spec, k)!r} now" for k in differ[:3]
         )
-        raise ConfigError(
-            f"-o {out} holds a different comparison ({shown}); its trials cannot share a table "
-            "with these: choose another -o"
-        )
+        raise ConfigError(f"-o {out} holds {what} ({shown}); {why}: choose another -o")
 
 
 def write_spec(out: str | Path, spec: CompareSpec) -> None:

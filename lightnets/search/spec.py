@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightnets.errors import ConfigError
+from lightnets.compare.spec import load_spec, refuse_unless_same
 from lightnets.files import write_text
 
 SPEC_FILE = "search.json"
@@ -96,33 +96,14 @@ def spec_path(out: str | Path) -> Path:
 
 
 def read_spec(out: str | Path) -> SearchSpec | None:
-    path = spec_path(out)
-    if not path.is_file():
-        return None
-    try:
-        return SearchSpec.from_dict(json.loads(path.read_text()))
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{path}: not a lightnets search spec ({err})") from None
+    return load_spec(spec_path(out), SearchSpec, "search")
 
 
 def check_same(out: str | Path, spec: SearchSpec) -> None:
     """Refuse a results directory made by another search (ConfigError naming the first settings
     that differ), or one with trials but no spec."""
-    out = Path(out)
-    saved = read_spec(out)
-    if saved is None:
-        if (out / "trials").is_dir() and any((out / "trials").iterdir()):
-            raise ConfigError(f"-o {out}: holds trials but no {SPEC_FILE}; choose another -o")
-        return
-    differ = [k for k in SearchSpec.SAME if getattr(saved, k) != getattr(spec, k)]
-    if differ:
-        shown = "; ".join(
-            f"{k} {getattr(saved, k)!r} there, {getattr(spec, k)!r} now" for k in differ[:3]
-        )
-        raise ConfigError(
-            f"-o {out} holds a different search ({shown}); its candidates would not be this "
-            "search's: choose another -o"
-        )
+    refuse_unless_same(out, read_spec(out), spec, SPEC_FILE, "a different search",
+                       "its candidates would not be this search's")  # fmt: skip
 
 
 def write_spec(out: str | Path, spec: SearchSpec) -> None:
