@@ -106,14 +106,7 @@ def compare(
         study=study,
         archs=archs,
     )
-    for name, value, low in (
-        ("--cpus-per-trial", cpus_per_trial, 1e-9),
-        ("--gpus-per-trial", gpus_per_trial, 0),
-        ("--workers", workers, 0),
-        ("--max-failures", max_failures, 0),
-    ):
-        if value < low:
-            raise ConfigError(f"{name} must be {'positive' if low else '>= 0'}, got {value!r}")
+    check_placement(cpus_per_trial, gpus_per_trial, workers, max_failures)
     if latency:
         from lightnets.profiling import check_runtime
 
@@ -195,6 +188,18 @@ def compare(
     if failed:
         notes.append(f"Failed trials (see OUT/logs): {', '.join(sorted(failed))}.")
     return write_results(out, spec, rows, finished, failed, notes)
+
+
+def check_placement(cpus_per_trial, gpus_per_trial, workers, max_failures) -> None:
+    """ConfigError for a trial placement Ray Tune cannot honour (compare and search)."""
+    for name, value, low in (
+        ("--cpus-per-trial", cpus_per_trial, 1e-9),
+        ("--gpus-per-trial", gpus_per_trial, 0),
+        ("--workers", workers, 0),
+        ("--max-failures", max_failures, 0),
+    ):
+        if value < low:
+            raise ConfigError(f"{name} must be {'positive' if low else '>= 0'}, got {value!r}")
 
 
 def make_spec(

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lightnets.compare import data as data_mod
 from lightnets.compare.checks import OWNED, check_output, check_train_args, resolve_img_size
+from lightnets.compare.comparison import check_placement
 from lightnets.errors import ConfigError
 from lightnets.search import space
 from lightnets.search.evolution import RegularizedEvolution
@@ -178,17 +179,6 @@ def begin(spec: SearchSpec, out: Path, predictor, emit: Event) -> object:
     smallest_ms = check_budget(spec, predictor)
     emit("budget", None, {"smallest_ms": smallest_ms, "budget_ms": spec.latency_ms})
     return predictor
-
-
-def check_placement(cpus_per_trial, gpus_per_trial, workers, max_failures) -> None:
-    for name, value, low in (
-        ("--cpus-per-trial", cpus_per_trial, 1e-9),
-        ("--gpus-per-trial", gpus_per_trial, 0),
-        ("--workers", workers, 0),
-        ("--max-failures", max_failures, 0),
-    ):
-        if value < low:
-            raise ConfigError(f"{name} must be {'positive' if low else '>= 0'}, got {value!r}")
 
 
 def _positive(name: str, value, optional: bool = False, minimum: int = 1) -> None:
