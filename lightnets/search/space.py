@@ -9,7 +9,8 @@ search makes: `sample`, `mutate` (one field of one row, for regularized evolutio
 
 Deviations from the paper: the paper searches MnasNet's space (kernel 3/5, expansion 3/6, SE
 0/0.25, ...) plus mixed kernels; here the skeleton is fixed to MixNet-S (stem 16, head 1536, its
-11 row strides and 1x1 groups) and each row picks from small lists around MixNet-S's own row,
+11 row strides and 1x1 groups) and each row picks from small lists around MixNet-S's own row
+(widths down to about half of its own),
 so MixNet-S itself is a point of the space (`contains(MIXNET_S)`). The first row stays an
 expansion-1 (depthwise-separable) block as in MixNet-S.
 """
@@ -50,20 +51,21 @@ SEARCHED = ("n", "out", "e", "k", "se", "act")
 
 # fmt: off
 # MixNet-S (models/mixnet.py, MIXNET_S) row by row: repeats within +-1 of its own (at least 1),
-# widths one multiple of 8 (1/5 of the width from 40 channels on) either side of its own.
-#             n          out              s  e
+# widths from about half of its own (so that the space reaches MobileNetV2-0.35's latency) to one
+# multiple of 8 (1/5 of the width from 40 channels on) above it.
+#             n          out                        s  e
 MIXNET_S_SPACE = (
-    RowChoices((1, 2),    (16, 24),        1, (1,),  pw=(1, 1)),
-    RowChoices((1, 2),    (16, 24, 32),    2,        pw=(2, 2)),
-    RowChoices((1, 2),    (16, 24, 32),    1,        pw=(2, 2)),
-    RowChoices((1, 2),    (32, 40, 48),    2,        pw=(1, 1)),
-    RowChoices((2, 3, 4), (32, 40, 48),    1,        pw=(2, 2)),
-    RowChoices((1, 2),    (64, 80, 96),    2,        pw=(1, 2)),
-    RowChoices((1, 2, 3), (64, 80, 96),    1,        pw=(1, 2)),
-    RowChoices((1, 2),    (96, 120, 144),  1,        pw=(2, 2)),
-    RowChoices((1, 2, 3), (96, 120, 144),  1,        pw=(2, 2)),
-    RowChoices((1, 2),    (160, 200, 240), 2,        pw=(1, 1)),
-    RowChoices((1, 2, 3), (160, 200, 240), 1,        pw=(1, 2)),
+    RowChoices((1, 2),    (8, 16, 24),               1, (1,),  pw=(1, 1)),
+    RowChoices((1, 2),    (8, 16, 24, 32),           2,        pw=(2, 2)),
+    RowChoices((1, 2),    (8, 16, 24, 32),           1,        pw=(2, 2)),
+    RowChoices((1, 2),    (24, 32, 40, 48),          2,        pw=(1, 1)),
+    RowChoices((2, 3, 4), (24, 32, 40, 48),          1,        pw=(2, 2)),
+    RowChoices((1, 2),    (40, 64, 80, 96),          2,        pw=(1, 2)),
+    RowChoices((1, 2, 3), (40, 64, 80, 96),          1,        pw=(1, 2)),
+    RowChoices((1, 2),    (64, 96, 120, 144),        1,        pw=(2, 2)),
+    RowChoices((1, 2, 3), (64, 96, 120, 144),        1,        pw=(2, 2)),
+    RowChoices((1, 2),    (104, 160, 200, 240),      2,        pw=(1, 1)),
+    RowChoices((1, 2, 3), (104, 160, 200, 240),      1,        pw=(1, 2)),
 )
 # fmt: on
 
