@@ -10,8 +10,8 @@ search makes: `sample`, `mutate` (one field of one row, for regularized evolutio
 Deviations from the paper: the paper searches MnasNet's space (kernel 3/5, expansion 3/6, SE
 0/0.25, ...) plus mixed kernels; here the skeleton is fixed to MixNet-S (stem 16, head 1536, its
 11 row strides and 1x1 groups) and each row picks from small lists around MixNet-S's own row
-(widths down to about half of its own),
-so MixNet-S itself is a point of the space (`contains(MIXNET_S)`). The first row stays an
+(widths down to about half of its own), so MixNet-S itself is a point of the space
+(`contains(MIXNET_S)`). The first row stays an
 expansion-1 (depthwise-separable) block as in MixNet-S.
 """
 
