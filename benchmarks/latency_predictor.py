@@ -9,22 +9,8 @@ run only times the networks; --fresh times everything again in a temporary cache
 per network and the median and max absolute relative error (the goal: <= 10% median, <= 25% max),
 and how far a second timing of the same networks moves (the "repeat" column: the noise floor).
 
-Measured here (AMD EPYC Zen 4, x86-64 AVX-512 VNNI BF16, onnxruntime 1.32.0, torch 2.13.0, 1
-thread, cpu clock, 3 rounds, n 20, seed 0, the 2 cores shared with other jobs at load 1-6):
-
-    target            size  |error| median  max    repeat median  max   fit
-    onnxruntime:fp32   224            4.0%  12.0%           0.9%   5.0%  1.05 x sum + 1.08 ms
-    onnxruntime:int8   224            6.4%  13.5%          17.7%  29.0%  0.97 x sum + 2.48 ms
-    onnxruntime:fp32    32           10.7%  53.2%          21.6%  55.4%  1.75 x sum - 0.23 ms
-    onnxruntime:int8    32           11.2%  74.3%           8.2%  39.6%  1.43 x sum + 0.28 ms
-
-The fp32 224 px run had the machine to itself; the others ran beside CI jobs, and their median
-errors are of the size of the repeat column. At 32 px a network (10-24 MB of fp32 weights, 2-4
-ms) waits mostly on memory, which the other jobs share: the parts, timed earlier, sum to 57-70%
-of it, so the fitted scale is well above 1. That scale overshoots the few networks that are
-compute-bound instead (large mixed kernels at full 32 px resolution): the worst int8 one was
-+69% and +74% in two runs, +35% against a third timing. A third fit term for the weight bytes
-(tried on these timings) changed the median errors by under 1 point.
+The figures measured so far, with the settings of each, are in docs/search.md ("How good the
+latency predictor is").
 """
 
 from __future__ import annotations
