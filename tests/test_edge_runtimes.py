@@ -109,6 +109,19 @@ def test_int8_without_calibration_is_a_config_error():
         pt2e_int8(small_model(), torch.randn(2, 3, 32, 32), None, None)
 
 
+def test_int8_graph_is_in_eval_mode():
+    """PT2E's GraphModules start with training=True; LiteRT's converter then warned that the
+    model was "converted in training mode" although the graph came from the eval-mode model."""
+    runtime_module("executorch")
+    from lightnets.deploy.executorch import int8_quantizer, pt2e_int8
+
+    model, x = small_model(), torch.randn(2, 3, 32, 32)
+    quantized = pt2e_int8(model, x, int8_quantizer(), [torch.randn(4, 3, 32, 32)])
+    assert not any(module.training for module in quantized.modules())
+    with torch.no_grad():
+        assert torch.nn.functional.cosine_similarity(quantized(x), model(x)).min() > 0.9
+
+
 # ---------------------------------------------------------------------- conversions (slow)
 
 

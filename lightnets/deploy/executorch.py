@@ -93,7 +93,12 @@ def pt2e_int8(
                     seen += len(part)
         if not seen:
             raise ConfigError("int8 calibration got no images")
-        return convert_pt2e(prepared, fold_quantize=fold_quantize)
+        converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
+    # The graph was captured from the eval-mode model, but GraphModules start with training=True
+    # (and refuse .eval()); LiteRT's converter reads the flag and warns "converted in training mode".
+    for module in converted.modules():
+        module.training = False
+    return converted
 
 
 def _weights_as_parameters(model: nn.Module) -> nn.Module:
