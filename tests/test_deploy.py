@@ -355,7 +355,7 @@ def test_export_cli_writes_verified_onnx_with_preprocessing(tmp_path, capsys):
     ckpt, model = _checkpoint(tmp_path, "mixnet_s", ["cat", "dog", "eel"])
     out = tmp_path / "m.onnx"
     assert (
-        cli(["export", "mixnet_s", "--checkpoint", str(ckpt), "--resolution", "64", "-o", str(out)])
+        cli(["export", "mixnet_s", "--checkpoint", str(ckpt), "--img-size", "64", "-o", str(out)])
         == 0
     )
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
@@ -383,7 +383,7 @@ def test_export_cli_torchscript(tmp_path):
     name = "squeezenet_1_1" if "squeezenet_1_1" in MODELS else REPRESENTATIVE[0]
     out = tmp_path / "m.pt"
     assert (
-        cli(["export", name, "--format", "torchscript", "--resolution", "64", "-o", str(out)]) == 0
+        cli(["export", name, "--runtime", "torchscript", "--img-size", "64", "-o", str(out)]) == 0
     )
     loaded = torch.jit.load(str(out))
     assert loaded(torch.randn(3, 3, 64, 64)).shape == (3, 1000)

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         img_size=args.img_size,
         arch=args.arch,
     )
-    size = artifacts.check_input_size(loaded)
+    size = artifacts.check_img_size(loaded)
     calibration = _calibration(args, loaded) if args.precision == "int8" else None
     metadata = artifacts.export_verified(
         loaded,

@@ -112,7 +112,7 @@ def card(name: str) -> ModelCard:
     return ModelCard(
         paper=MIXCONV,
         min_input=base.min_input,
-        input_size=base.input_size,
+        img_size=base.img_size,
         note="Study network of lightnets.compare: " + ", ".join(parts) + ".",
     )
 
