@@ -111,17 +111,17 @@ def run_benchmark(args) -> dict:
     openvino = not args.no_openvino and _has_openvino()
     rows, cells, busy = {}, [], 0
     with tempfile.TemporaryDirectory(prefix="lightnets-deploy-") as tmp:
-        inputs = {b: torch.randn(b, 3, args.resolution, args.resolution) for b in args.batch}
+        inputs = {b: torch.randn(b, 3, args.img_size, args.img_size) for b in args.batch}
         for name in args.models:
             print(f"building {name} ...", file=sys.stderr)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 variants, reference = build_variants(
-                    name, args.resolution, args.threads, args.batch, Path(tmp), openvino
+                    name, args.img_size, args.threads, args.batch, Path(tmp), openvino
                 )
             with torch.inference_mode():
                 expected = {b: reference(x) for b, x in inputs.items()}
-            macs = _macs(reference, args.resolution)
+            macs = _macs(reference, args.img_size)
             for variant, by_batch in variants.items():
                 row = rows.setdefault((name, variant), {"macs_m": macs, "times": {}, "error": 0})
                 for b, fn in by_batch.items():
@@ -258,7 +258,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--batch", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--resolution", type=int, default=224)
+    parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     parser.add_argument("--calls", type=int, default=8, help="batch-1 calls per timing (b: /b)")
     parser.add_argument("--no-openvino", action="store_true")
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     header = (
         f"{cpu_model()}, {args.threads} threads, torch "
-        f"{torch.__version__}, {args.resolution}px, {args.rounds} interleaved rounds"
+        f"{torch.__version__}, {args.img_size}px, {args.rounds} interleaved rounds"
     )
     if args.mixconv:
         print(header)

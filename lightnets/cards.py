@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from lightnets._deprecation import renamed_attribute, renamed_kwargs
 from lightnets.errors import ConfigError, UnknownNameError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -24,20 +25,21 @@ INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
 
+@renamed_kwargs(input_size="img_size")
 @dataclass(frozen=True)
 class ModelCard:
     """Everything lightnets knows about a model besides its code: paper, figures, preprocessing.
 
     `params_m`, `macs_m` and `top1` are the paper's (rounded) figures. `ref_params` and `ref_macs_m`
     are exact measurements of a reference implementation (timm, torchvision, cv-models) at
-    `input_size`, with MACs counted by torch.utils.flop_counter over convolutions and linear layers.
+    `img_size`, with MACs counted by torch.utils.flop_counter over convolutions and linear layers.
     """
 
     paper: str
     params_m: float | None = None
     macs_m: float | None = None
     top1: float | None = None
-    input_size: int = 224
+    img_size: int = 224  # input side of the figures, and the default preprocessing size
     min_input: int = 32
     embedding_dim: int | None = None
     ref_params: int | None = None
@@ -50,6 +52,8 @@ class ModelCard:
     note: str = ""
     aliases: tuple[str, ...] = field(default=())
     needs_arch: bool = False  # built from an architecture table (arch=...), not by name alone
+
+    input_size = renamed_attribute("img_size")
 
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {}

@@ -74,7 +74,7 @@ def preprocessing(cfg, card) -> Preprocessing:
     if cfg.in_chans == 1:  # one grey channel: the average of the RGB statistics
         mean, std = (sum(mean) / 3,), (sum(std) / 3,)
     return Preprocessing(
-        img_size=cfg.img_size or getattr(card, "input_size", 224),
+        img_size=cfg.img_size or getattr(card, "img_size", 224),
         crop_pct=cfg.crop_pct or getattr(card, "crop_pct", 0.875),
         mean=tuple(mean),
         std=tuple(std),

@@ -144,8 +144,9 @@ def test_old_flag_spellings_still_work_with_a_note(run, tmp_path, capsys):
     argv = ["export", MODEL, "--checkpoint", str(run), "-o", str(out), "--format", "torchscript"]
     assert cli.main([*argv, "--resolution", "40"]) == 0
     captured = capsys.readouterr()
-    assert "--resolution is deprecated, use --img-size" in captured.err
-    assert "--format is deprecated" in captured.err and "(N, 3, 40, 40)" in captured.out
+    assert "--resolution is deprecated, use --img-size; removed in lightnets 0.2.0" in captured.err
+    assert "--format is deprecated, use --runtime torchscript" in captured.err
+    assert "(N, 3, 40, 40)" in captured.out
 
 
 def test_features_next_to_kernels_keeps_both_summaries(run, tmp_path, capsys):

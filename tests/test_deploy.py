@@ -143,17 +143,17 @@ def test_merged_rejects_a_config_it_cannot_reproduce():
 
 BLOCKS = {
     "mixnet_block": dict(
-        in_channels=24, out_channels=24, kernels=(3, 5, 7, 9), expand_groups=2,
+        in_channels=24, out_channels=24, kernel_sizes=(3, 5, 7, 9), expand_groups=2,
         project_groups=2, se_channels=12, act_layer=nn.SiLU,
     ),
     "stride2_tf_same": dict(
-        in_channels=24, out_channels=40, stride=2, kernels=(3, 5, 7), expand_groups=2,
+        in_channels=24, out_channels=40, stride=2, kernel_sizes=(3, 5, 7), expand_groups=2,
         project_groups=2, se_channels=12, padding="tf_same", act_layer=nn.SiLU,
     ),
     "stride2_same": dict(
-        in_channels=16, out_channels=24, stride=2, kernels=(3, 5), se_channels=4
+        in_channels=16, out_channels=24, stride=2, kernel_sizes=(3, 5), se_channels=4
     ),
-    "dilated": dict(in_channels=16, out_channels=16, kernels=(3, 5), dilation=2),
+    "dilated": dict(in_channels=16, out_channels=16, kernel_sizes=(3, 5), dilation=2),
 }  # fmt: skip
 
 
@@ -170,7 +170,7 @@ def test_reparameterized_block_equals_original(block, size):
     assert not kinds & {nn.BatchNorm2d, MixConv2d}
     dw = fused.dw.conv
     mid = model.dw.conv.in_channels
-    k = max(BLOCKS[block]["kernels"])
+    k = max(BLOCKS[block]["kernel_sizes"])
     assert dw.groups == mid and dw.kernel_size == (k, k)
     assert fused.expand.conv.groups == BLOCKS[block].get("expand_groups", 1)
 
@@ -355,7 +355,7 @@ def test_export_cli_writes_verified_onnx_with_preprocessing(tmp_path, capsys):
     ckpt, model = _checkpoint(tmp_path, "mixnet_s", ["cat", "dog", "eel"])
     out = tmp_path / "m.onnx"
     assert (
-        cli(["export", "mixnet_s", "--checkpoint", str(ckpt), "--resolution", "64", "-o", str(out)])
+        cli(["export", "mixnet_s", "--checkpoint", str(ckpt), "--img-size", "64", "-o", str(out)])
         == 0
     )
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
@@ -383,7 +383,7 @@ def test_export_cli_torchscript(tmp_path):
     name = "squeezenet_1_1" if "squeezenet_1_1" in MODELS else REPRESENTATIVE[0]
     out = tmp_path / "m.pt"
     assert (
-        cli(["export", name, "--format", "torchscript", "--resolution", "64", "-o", str(out)]) == 0
+        cli(["export", name, "--runtime", "torchscript", "--img-size", "64", "-o", str(out)]) == 0
     )
     loaded = torch.jit.load(str(out))
     assert loaded(torch.randn(3, 3, 64, 64)).shape == (3, 1000)

@@ -214,7 +214,7 @@ def test_spatially_separable_params_and_reference():
 
 
 def test_depthwise_separable_params_closed_form():
-    block = DepthwiseSeparableConv2d(16, 32, kernels=(3,))
+    block = DepthwiseSeparableConv2d(16, 32, kernel_sizes=(3,))
     # dw 16*9, BN 2*16, pw 16*32, BN 2*32
     assert n_params(block) == 16 * 9 + 2 * 16 + 16 * 32 + 2 * 32
 
@@ -236,7 +236,7 @@ def test_depthwise_separable_equals_plain_composition():
     for key, value in ref.state_dict().items():
         index, _, leaf = key.partition(".")
         state[f"{names[index]}.{leaf}"] = value
-    block = DepthwiseSeparableConv2d(8, 8, kernels=(3,), residual=True, pw_act=False).eval()
+    block = DepthwiseSeparableConv2d(8, 8, kernel_sizes=(3,), residual=True, pw_act=False).eval()
     block.load_state_dict(state, strict=True)  # both BNs, with exactly these names
     x = torch.randn(2, 8, 10, 10)
     torch.testing.assert_close(block(x), x + ref(x))

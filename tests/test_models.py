@@ -126,7 +126,7 @@ def test_params_match_the_card(name):
 @pytest.mark.parametrize("name", [n for n in MODELS if lightnets.model_card(n).ref_macs_m])
 def test_macs_match_the_reference(name):
     model = lightnets.create_model(name)
-    macs = conv_linear_macs(model, model.card.input_size)
+    macs = conv_linear_macs(model, model.card.img_size)
     assert macs == pytest.approx(model.card.ref_macs_m, rel=0.01)
 
 

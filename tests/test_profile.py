@@ -257,7 +257,7 @@ TINY_CARD = registry.ModelCard(
     params_m=0.04,
     macs_m=1.0,
     top1=60.0,
-    input_size=32,
+    img_size=32,
     min_input=16,
     ref_params=40000,
     ref_macs_m=1.1,
@@ -278,7 +278,7 @@ def test_profile_model_against_its_parts(tiny):
     prof = P.profile_model(model, batch=(1, 2), threads=1, warmup=1, min_run_time=0.01)
     params = P.count_params(model)
     counts = P.count_macs(model, torch.randn(1, 3, 32, 32))
-    assert prof.resolution == 32  # the card's input_size
+    assert prof.img_size == 32  # the card's
     assert (prof.params, prof.fixed, prof.macs, prof.all_ops) == (
         params.learned,
         params.fixed,
@@ -291,17 +291,15 @@ def test_profile_model_against_its_parts(tiny):
     assert (prof.paper_top1, prof.ref_params_m, prof.ref_macs_m) == (60.0, 0.04, 1.1)
     assert prof.latency_ms > 0 and prof.throughput_ips > 0 and prof.peak_mem_bytes > 0
     assert (prof.latency_batch, prof.throughput_batch) == (1, 2)
-    # at another resolution the paper's MACs do not apply
-    other = P.profile_model(
-        model, resolution=48, batch=(1,), threads=1, warmup=0, min_run_time=0.01
-    )
+    # at another image size the paper's MACs do not apply
+    other = P.profile_model(model, img_size=48, batch=(1,), threads=1, warmup=0, min_run_time=0.01)
     assert other.d_macs_pct is None and other.paper_macs_m is None
     assert other.throughput_ips is None
 
 
-def test_profile_model_rejects_a_too_small_resolution(tiny):
+def test_profile_model_rejects_a_too_small_img_size(tiny):
     with pytest.raises(ValueError, match="too small"):
-        P.profile_model(lightnets.create_model(tiny), resolution=8)
+        P.profile_model(lightnets.create_model(tiny), img_size=8)
 
 
 def test_layer_profile_partitions_the_model(tiny):
@@ -413,8 +411,8 @@ def test_cli_too_small_img_size_is_one_line_exit_2_before_measuring(tiny, capsys
 
 def test_cli_old_resolution_flag_still_works_with_a_note(tiny, capsys):
     code, out, err = run_cli(capsys, tiny, *FAST, "--resolution", "48", "--format", "json")
-    assert code == 0 and json.loads(out)["models"][0]["resolution"] == 48
-    assert "--resolution is deprecated, use --img-size" in err
+    assert code == 0 and json.loads(out)["models"][0]["img_size"] == 48
+    assert "--resolution is deprecated, use --img-size; removed in lightnets 0.2.0" in err
 
 
 def test_cli_layers_needs_one_model(tiny, capsys):

@@ -62,7 +62,7 @@ def test_a_folder_of_small_images_trains_at_their_size():
     cfg = policy.choose(TrainConfig(), CARD, native_side=36)
     assert cfg.img_size == 36
     assert "the images' median side" in policy.describe(cfg, TrainConfig(), 36)[0]
-    assert policy.choose(TrainConfig(), CARD, native_side=500).img_size == CARD.input_size
+    assert policy.choose(TrainConfig(), CARD, native_side=500).img_size == CARD.img_size
 
 
 def test_pad_crop_is_a_shift_of_the_zero_padded_image():

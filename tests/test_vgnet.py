@@ -32,10 +32,10 @@ def se_params(c: int) -> int:
 # ------------------------------------------------------------------------------------ blocks
 
 
-@pytest.mark.parametrize("kernels", ["learned", V.EDGE, V.EDGE_GAUSS])
-def test_half_identity_passes_the_right_half_bit_for_bit(kernels):
+@pytest.mark.parametrize("bank", ["learned", V.EDGE, V.EDGE_GAUSS])
+def test_half_identity_passes_the_right_half_bit_for_bit(bank):
     torch.manual_seed(0)
-    block = HalfIdentityBlock(16, kernels).train()
+    block = HalfIdentityBlock(16, bank).train()
     x = torch.randn(2, 16, 9, 7)
     y = block(x)
     assert y.shape == x.shape
@@ -227,7 +227,7 @@ def test_paper_version_matches_cv_models_cd54816(name, reference_rows):
 
 
 # cv-models HEAD 50a81e5 has no vgnetc_1_5mp and no VGNetF
-HEAD_NAMES = [v.name for v in V.VARIANTS if v.kernels == "learned" and v.name != "vgnet_c_1_5mp"]
+HEAD_NAMES = [v.name for v in V.VARIANTS if v.bank == "learned" and v.name != "vgnet_c_1_5mp"]
 
 
 @pytest.mark.parametrize("name", HEAD_NAMES)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
+from lightnets._deprecation import renamed_kwargs
 from lightnets.layers import _checks
 from lightnets.layers.attention import SqueezeExcite
 from lightnets.layers.conv import ConvNormAct
@@ -15,12 +16,13 @@ from lightnets.layers.drop import DropPath
 from lightnets.layers.mixconv import MixConv2d
 
 
+@renamed_kwargs(kernels="kernel_sizes")
 class DepthwiseSeparableConv2d(nn.Module):
     """depthwise kxk -> BN -> act [-> SE] -> pointwise 1x1 -> BN [-> act] (+ skip if asked).
 
-    (N, C_in, H, W) -> (N, C_out, ceil(H/stride), ceil(W/stride)). `kernels` may mix sizes (MDConv).
-    `pw_act=True` keeps the activation after the pointwise conv (MobileNetV1); the MBConv family
-    leaves it linear. `residual=True` adds the input when stride is 1 and widths match.
+    (N, C_in, H, W) -> (N, C_out, ceil(H/stride), ceil(W/stride)). `kernel_sizes` may mix sizes
+    (MDConv). `pw_act=True` keeps the activation after the pointwise conv (MobileNetV1); the MBConv
+    family leaves it linear. `residual=True` adds the input when stride is 1 and widths match.
     """
 
     def __init__(
@@ -28,7 +30,7 @@ class DepthwiseSeparableConv2d(nn.Module):
         in_channels: int,
         out_channels: int,
         stride: int = 1,
-        kernels: Sequence[int] = (3,),
+        kernel_sizes: Sequence[int] = (3,),
         *,
         pw_act: bool = True,
         residual: bool = False,
@@ -49,7 +51,7 @@ class DepthwiseSeparableConv2d(nn.Module):
             in_channels,
             act_layer=act_layer,
             norm_layer=norm_layer,
-            conv=MixConv2d(in_channels, in_channels, kernels, stride, padding=padding),
+            conv=MixConv2d(in_channels, in_channels, kernel_sizes, stride, padding=padding),
         )
         self.se = (
             SqueezeExcite(in_channels, se_channels, se_act or act_layer, se_gate)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
+from lightnets._deprecation import renamed_kwargs
 from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 from lightnets.layers.attention import SqueezeExcite
@@ -20,6 +21,7 @@ def pointwise(in_channels: int, out_channels: int, groups: int, padding: str) ->
     return MixConv2d(in_channels, out_channels, (1,) * groups, depthwise=False, padding=padding)
 
 
+@renamed_kwargs(kernels="kernel_sizes")
 class InvertedResidual(nn.Module):
     """expand 1x1 -> depthwise kxk (mixed kernels) -> SE -> linear project 1x1 (+ skip).
 
@@ -28,7 +30,7 @@ class InvertedResidual(nn.Module):
 
     Args:
         expand_ratio: mid = make_divisible(C_in * expand_ratio), unless `mid_channels` is given.
-        kernels: depthwise kernel per channel group (MixConv); `(3,)` is a plain depthwise conv.
+        kernel_sizes: depthwise kernel size per channel group (MixConv); `(3,)`: plain depthwise.
         expand_groups, project_groups: split the 1x1 convs into groups (MixNet uses 2).
         se_channels: reduced width of the SE layer (0: no SE); papers compute it differently.
         se_gate, se_act: SE gate ("sigmoid" or "hard_sigmoid") and its inner activation.
@@ -41,7 +43,7 @@ class InvertedResidual(nn.Module):
         out_channels: int,
         stride: int = 1,
         expand_ratio: float = 6.0,
-        kernels: Sequence[int] = (3,),
+        kernel_sizes: Sequence[int] = (3,),
         *,
         mid_channels: int | None = None,
         expand_groups: int = 1,
@@ -79,7 +81,7 @@ class InvertedResidual(nn.Module):
             mid,
             act_layer=act_layer,
             norm_layer=norm_layer,
-            conv=MixConv2d(mid, mid, kernels, stride, dilation, padding=padding),
+            conv=MixConv2d(mid, mid, kernel_sizes, stride, dilation, padding=padding),
         )
         self.se = (
             SqueezeExcite(mid, se_channels, se_act or act_layer, se_gate)

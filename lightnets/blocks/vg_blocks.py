@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightnets._deprecation import renamed_kwargs
 from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 from lightnets.layers.activations import make_act
@@ -150,6 +151,7 @@ class DownsamplingBlock(nn.Module):
         return f"reused={self.reused}"
 
 
+@renamed_kwargs(kernels="bank")
 class HalfIdentityBlock(nn.Module):
     """Half of the channels pass through; the other half is mixed by depthwise + pointwise convs.
 
@@ -159,7 +161,7 @@ class HalfIdentityBlock(nn.Module):
     1x1 conv -> act -> BN [-> SE].
 
     Args:
-        kernels: "learned" for a trainable 3x3 depthwise conv (no norm, as the official code), or
+        bank: "learned" for a trainable 3x3 depthwise conv (no norm, as the official code), or
             the names of fixed kernels tiled over the C/2 channels (VGNetF, see
             lightnets.layers.FixedDepthwiseConv2d), which are followed by a BN.
         sigma: sigma of any "gaussian" among the fixed kernels.
@@ -168,7 +170,7 @@ class HalfIdentityBlock(nn.Module):
     def __init__(
         self,
         channels: int,
-        kernels: str | Sequence[str] = "learned",
+        bank: str | Sequence[str] = "learned",
         *,
         se_ratio: float = 0.0,
         sigma: float = 1.0,
@@ -180,12 +182,12 @@ class HalfIdentityBlock(nn.Module):
         if channels % 2:
             raise ConfigError(f"channels must be even to split in halves, got {channels}")
         self.channels, half = channels, channels // 2
-        if kernels == "learned":
+        if bank == "learned":
             self.dw = nn.Conv2d(half, half, 3, 1, 1, groups=half, bias=False)
         else:
             self.dw = nn.Sequential(
                 OrderedDict(
-                    conv=FixedDepthwiseConv2d(half, kernels, 3, sigma=sigma), bn=norm_layer(half)
+                    conv=FixedDepthwiseConv2d(half, bank, 3, sigma=sigma), bn=norm_layer(half)
                 )
             )
         self.pw = _pointwise(channels, half, se_ratio, act_layer, norm_layer)

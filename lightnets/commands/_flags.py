@@ -1,8 +1,8 @@
 """One flag vocabulary for every command: `--checkpoint`, `--img-size`, `--format`, `-o/--output`,
 `--device`, and argparse types that reject nonsense with a one-line usage error (exit status 2).
 
-Old spellings (`--resolution`, `--input-size`, `--json`, `--out`, `--out-dir`) still parse for one
-release: hidden from --help, they print a one-line deprecation note and set the new flag.
+The old spellings in OLD_FLAGS still parse until lightnets._deprecation.REMOVED_IN (0.2.0): hidden
+from --help, each prints a one-line deprecation note and sets the new flag.
 """
 
 from __future__ import annotations
@@ -10,7 +10,19 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lightnets._deprecation import deprecation_note
+
 FORMATS = ("table", "markdown", "json", "csv")
+
+# old spelling -> the flag that replaced it; every one goes in lightnets._deprecation.REMOVED_IN
+OLD_FLAGS = {
+    "--resolution": "--img-size",
+    "--input-size": "--img-size",
+    "--json": "--format json",
+    "--out": "--output",
+    "--out-dir": "--output",
+    "--format onnx|torchscript": "--runtime",  # lightnets export's, before --format meant tables
+}
 
 
 def positive_int(text: str) -> int:
@@ -43,47 +55,48 @@ def positive_float(text: str) -> float:
     return value
 
 
-class _Deprecated(argparse.Action):
-    """A hidden old spelling: warn once on stderr, then store into the new flag's dest."""
+def note_deprecated(prog: str, old: str, new: str) -> None:
+    """The one-line note an old spelling prints on stderr."""
+    print(f"{prog}: note: {deprecation_note(old, new)}", file=sys.stderr)
 
-    def __init__(self, option_strings, dest, new_flag: str, const_value=None, **kwargs):
-        self.new_flag, self.const_value = new_flag, const_value
+
+class _Deprecated(argparse.Action):
+    """A hidden old spelling of OLD_FLAGS: a note on stderr, then store into the new flag's dest."""
+
+    def __init__(self, option_strings, dest, const_value=None, **kwargs):
+        self.const_value = const_value
         if const_value is not None:
             kwargs["nargs"] = 0
         super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        replacement = self.new_flag if self.const_value is None else f"{self.new_flag} json"
-        print(
-            f"{parser.prog}: note: {option_string} is deprecated, use {replacement}",
-            file=sys.stderr,
-        )
+        note_deprecated(parser.prog, option_string, OLD_FLAGS[option_string])
         setattr(namespace, self.dest, self.const_value if self.const_value is not None else values)
 
 
-def _aliases(parser, new_flag: str, dest: str, old: tuple[str, ...], **kwargs) -> None:
+def _aliases(parser, dest: str, old: tuple[str, ...], **kwargs) -> None:
     for flag in old:
-        parser.add_argument(flag, dest=dest, action=_Deprecated, new_flag=new_flag, **kwargs)
+        parser.add_argument(flag, dest=dest, action=_Deprecated, **kwargs)
 
 
 def add_img_size(
     parser, help: str = "input side in pixels (default: the checkpoint's, else the model card's)"
 ):
     parser.add_argument("--img-size", type=positive_int, default=None, help=help)
-    _aliases(parser, "--img-size", "img_size", ("--resolution", "--input-size"), type=positive_int)
+    _aliases(parser, "img_size", ("--resolution", "--input-size"), type=positive_int)
 
 
 def add_format(parser, choices: tuple[str, ...] = FORMATS, default: str = "table"):
     parser.add_argument(
         "--format", choices=choices, default=default, help=f"output format (default {default})"
     )
-    _aliases(parser, "--format", "format", ("--json",), const_value="json")
+    _aliases(parser, "format", ("--json",), const_value="json")
 
 
 def add_output(parser, required: bool = False, help: str = "file to write", old=()):
     """-o/--output; when old spellings exist, `parse_args` checks `required` (argparse cannot)."""
     parser.add_argument("-o", "--output", required=required and not old, help=help)
-    _aliases(parser, "--output", "output", tuple(old))
+    _aliases(parser, "output", tuple(old))
     if required and old:
         parser.set_defaults(_required_output=True)
 

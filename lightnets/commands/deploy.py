@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     runtimes, precisions, keep_float = _checked_choices(args)
     checkpoint, name = _flags.model_or_run(args.model, args.checkpoint)
     loaded = load_checkpoint(checkpoint, name, prefer_ema=not args.no_ema, img_size=args.img_size)
-    artifacts.check_input_size(loaded)  # before a minute of exports
+    artifacts.check_img_size(loaded)  # before a minute of exports
     out = Path(args.output or "deploy")
     (out / "artifacts").mkdir(parents=True, exist_ok=True)
     check_writable(out / "deploy.json", "-o")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 from argparse import SUPPRESS
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", default="fp32", help="fp32 (default), fp16, bf16 or int8, as the runtime has"
     )
     _add_int8_options(p)
-    # until 0.1 `--format onnx|torchscript` chose the file; --format now means table formats
+    # deprecated (_flags.OLD_FLAGS): until 0.1 `--format onnx|torchscript` chose the file
     p.add_argument("--format", dest="old_format", choices=("onnx", "torchscript"), help=SUPPRESS)
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     _flags.add_img_size(p, help="input side of the example (default: checkpoint, else card)")
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         img_size=args.img_size,
         arch=args.arch,
     )
-    size = artifacts.check_input_size(loaded)
+    size = artifacts.check_img_size(loaded)
     calibration = _calibration(args, loaded) if args.precision == "int8" else None
     metadata = artifacts.export_verified(
         loaded,
@@ -161,10 +160,7 @@ def _model_and_runtime(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error("name a MODEL or give a --checkpoint")
     if args.old_format:
         args.runtime = {"onnx": "onnxruntime"}.get(args.old_format, args.old_format)
-        print(
-            f"lightnets export: note: --format is deprecated, use --runtime {args.runtime}",
-            file=sys.stderr,
-        )
+        _flags.note_deprecated(parser.prog, "--format", f"--runtime {args.runtime}")
 
 
 def _deployed(args, target, loaded):

@@ -19,7 +19,7 @@ from lightnets.tables import Column, render
 #         key               header                 spec
 COLUMNS = (
     Column("model",          "model"),
-    Column("input",          "input",               "d"),
+    Column("img_size",       "input",               "d"),
     Column("paper_params_m", "params(M)",           ".2f"),
     Column("paper_macs_m",   "MACs(M)",             ".0f"),
     Column("paper_top1",     "top-1",               ".1f"),
@@ -56,7 +56,7 @@ def rows(pattern: str, measure: bool) -> list[dict]:
         card = lightnets.model_card(name)
         row = {
             "model": name,
-            "input": card.input_size,
+            "img_size": card.img_size,
             "paper_params_m": card.params_m,
             "paper_macs_m": card.macs_m,
             "paper_top1": card.top1,
@@ -68,7 +68,7 @@ def rows(pattern: str, measure: bool) -> list[dict]:
 
             model = lightnets.create_model(name)
             row["params_m"] = count_params(model).trainable / 1e6
-            row["macs_m"] = count_macs(model, example_input(model, card.input_size)).macs / 1e6
+            row["macs_m"] = count_macs(model, example_input(model, card.img_size)).macs / 1e6
         out.append(row)
     return out
 

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="names or shell patterns ('mixnet_*'); default: one model per family",
     )
     _flags.add_arch(parser)
-    _flags.add_img_size(parser, help="input side in pixels (default: each model's card input_size)")
+    _flags.add_img_size(parser, help="input side in pixels (default: each model's card img_size)")
     _add_what_is_timed(parser)
     parser.add_argument(
         "--layers",
@@ -177,7 +177,7 @@ def check_args(args: argparse.Namespace, names: list[str]) -> None:
     if args.arch is not None:  # the table fits the size it will be measured at
         from lightnets.models.arch import check_fits, read_arch
 
-        check_fits(read_arch(args.arch), args.img_size or model_card("mixnet_custom").input_size)
+        check_fits(read_arch(args.arch), args.img_size or model_card("mixnet_custom").img_size)
     elif "mixnet_custom" in names:
         raise ConfigError("mixnet_custom needs an architecture file: --arch FILE")
     if args.layers and len(names) != 1:
@@ -241,7 +241,7 @@ def profile_models(names: Iterable[str], args: argparse.Namespace) -> list:
         profiles.append(
             profiling.profile_model(
                 model,
-                resolution=args.img_size,
+                img_size=args.img_size,
                 batch=args.batch,
                 threads=args.threads,
                 device=args.device,
@@ -276,14 +276,14 @@ def print_layers(name: str, args: argparse.Namespace, machine: dict) -> None:
         min_run_time=args.min_time,
         name=name,
     )
-    blocks, ops, resolution, busy = report.blocks, report.ops, report.resolution, report.noise
+    blocks, ops, img_size, busy = report.blocks, report.ops, report.img_size, report.noise
     block_rows = [
         dict(dataclasses.asdict(b), macs_m=b.macs / 1e6, all_ops_m=b.all_ops / 1e6) for b in blocks
     ]
     block_rows.sort(key=lambda r: -r["time_pct"])
     op_rows = [dataclasses.asdict(o) for o in ops]
     if args.format == "json":
-        report = {"machine": machine, "model": name, "resolution": resolution, "noise": busy}
+        report = {"machine": machine, "model": name, "img_size": img_size, "noise": busy}
         print(json.dumps({**report, "blocks": block_rows, "ops": op_rows}, indent=1))
         return
     if args.format == "csv":
@@ -292,7 +292,7 @@ def print_layers(name: str, args: argparse.Namespace, machine: dict) -> None:
     md = args.format == "markdown"
     total = sum(b.time_ms for b in blocks)
     print(
-        f"{name} at {resolution}x{resolution}, batch 1: {total:.2f} ms per forward "
+        f"{name} at {img_size}x{img_size}, batch 1: {total:.2f} ms per forward "
         f"(with hooks), top {args.top} blocks by time"
     )
     print(render_table(block_rows[: args.top], LAYER_COLUMNS, markdown=md))

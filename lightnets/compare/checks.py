@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from lightnets._deprecation import renamed_function
 from lightnets.compare import variants
 from lightnets.compare.spec import CompareSpec
 from lightnets.errors import ConfigError, UnknownNameError
@@ -117,7 +118,7 @@ def resolve_img_size(
         return img_size
     if data == "digits":
         return 32
-    sizes = {card(m, archs).input_size for m in models}
+    sizes = {card(m, archs).img_size for m in models}
     if len(sizes) > 1:
         raise ConfigError(
             f"the models' cards disagree on the input size ({sorted(sizes)}); pass --img-size"
@@ -125,7 +126,7 @@ def resolve_img_size(
     return sizes.pop()
 
 
-def check_input_size(
+def check_img_size(
     models: Sequence[str],
     img_size: int,
     classes: int,
@@ -152,6 +153,9 @@ def check_input_size(
                 f"{name} cannot take {img_size} px images (min_input {smallest}); "
                 "use a larger --img-size or another model"
             )
+
+
+check_input_size = renamed_function(check_img_size, "check_input_size")
 
 
 def check_output(out: Path) -> None:

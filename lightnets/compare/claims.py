@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lightnets import rundir
+from lightnets._deprecation import renamed_attribute
 from lightnets.compare import stats
 from lightnets.compare.stats import INCONCLUSIVE, Summary
 
@@ -24,12 +25,14 @@ class Scale:
     img_size: int
     images_per_class: int | None  # None: every image
     width: float  # width multiplier of the MobileNet study networks
-    kernels: tuple[int, ...]  # kernel sizes of the MixConv studies
+    kernel_sizes: tuple[int, ...]  # of the MixConv studies
     every_model: bool  # False: only the networks each claim needs once (tiny)
     recipe_mixconv: str | None = None  # the MixConv studies' recipe (VGNet's is not reproduced)
 
+    kernels = renamed_attribute("kernel_sizes")
 
-#                 epochs seeds img  per-class width  kernels               every  recipe
+
+#                 epochs seeds img  per-class width  kernel_sizes          every  recipe
 SCALES = {
     "tiny":  Scale(1,    1,    32,  16,       0.35,  (3, 5, 7),            False),
     "small": Scale(15,   3,    32,  None,     0.5,   (3, 5, 7, 9),         True),

@@ -19,7 +19,7 @@ from lightnets.compare import results as results_mod
 from lightnets.compare import spec as spec_mod
 from lightnets.compare.checks import (
     Event,
-    check_input_size,
+    check_img_size,
     check_output,
     check_train_args,
     default_output,
@@ -235,7 +235,7 @@ def make_spec(
     if images_per_class is not None and (classes is None or data == "digits"):
         raise ConfigError("--images-per-class needs an image folder (root/train/<class>/...)")
     size = resolve_img_size(names, data, img_size, archs)
-    check_input_size(names, size, classes or 10, train_args, archs)
+    check_img_size(names, size, classes or 10, train_args, archs)
     return CompareSpec(
         models=names,
         seeds=tuple(range(seeds)),

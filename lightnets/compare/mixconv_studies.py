@@ -21,8 +21,9 @@ from lightnets.compare.variants import variant_name
 
 
 def _kernel_models(scale: Scale) -> tuple[list[str], list[str]]:
-    singles = [variant_name(f"mobilenet_v2_k{k}", width=scale.width) for k in scale.kernels]
-    mixed = [variant_name(f"mobilenet_v2_mixk{k}", width=scale.width) for k in scale.kernels[1:]]
+    sizes = scale.kernel_sizes
+    singles = [variant_name(f"mobilenet_v2_k{k}", width=scale.width) for k in sizes]
+    mixed = [variant_name(f"mobilenet_v2_mixk{k}", width=scale.width) for k in sizes[1:]]
     return singles, mixed
 
 
@@ -69,7 +70,7 @@ def _pairs(scale: Scale, min_groups: int = 2, **variant) -> list[tuple[str, str]
     """(plain, variant) MobileNetV1 MDConv networks for each kernel set {3, .., k} of at least
     `min_groups` kernel sizes."""
     pairs = []
-    for k in scale.kernels[1:]:
+    for k in scale.kernel_sizes[1:]:
         if (k - 1) // 2 < min_groups:
             continue
         base = f"mobilenet_v1_mixk{k}"

@@ -112,7 +112,7 @@ def card(name: str) -> ModelCard:
     return ModelCard(
         paper=MIXCONV,
         min_input=base.min_input,
-        input_size=base.input_size,
+        img_size=base.img_size,
         note="Study network of lightnets.compare: " + ", ".join(parts) + ".",
     )
 
@@ -188,18 +188,18 @@ def build_variant(
 
 
 def _rebuild(conv: MixConv2d, exp: bool, dil: bool) -> MixConv2d:
-    kernels, dilation = conv.kernel_size, conv.dilation
+    kernel_sizes, dilation = conv.kernel_size, conv.dilation
     if dil:
         # a 3x3 kernel with dilation d spans 2d + 1 pixels: d = (k - 1) / 2 spans k (Fig. 8)
-        dilation = tuple(d * (k - 1) // 2 for k, d in zip(kernels, dilation))
-        kernels = (3,) * len(kernels)
+        dilation = tuple(d * (k - 1) // 2 for k, d in zip(kernel_sizes, dilation))
+        kernel_sizes = (3,) * len(kernel_sizes)
     new = MixConv2d(
         conv.in_channels,
         conv.out_channels,
-        kernels,
+        kernel_sizes,
         conv.stride,
         dilation,
-        split="exponential" if exp and len(kernels) > 1 else conv.split,
+        split="exponential" if exp and len(kernel_sizes) > 1 else conv.split,
         depthwise=True,
         padding=conv.padding,
         bias=conv.convs[0].bias is not None,

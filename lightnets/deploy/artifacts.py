@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lightnets._deprecation import renamed_function
 from lightnets.deploy.checks import (
     FLOAT_RTOL,
     INT8_MIN_AGREEMENT,
@@ -35,7 +36,7 @@ from lightnets.errors import ConfigError
 from lightnets.preprocess import image_mode
 
 
-def check_input_size(loaded) -> int:
+def check_img_size(loaded) -> int:
     """The image size `loaded` will be exported at; ConfigError when the network cannot run it
     (checked before any export starts)."""
     import lightnets
@@ -45,6 +46,9 @@ def check_input_size(loaded) -> int:
     if size < min_input:
         raise ConfigError(f"--img-size {size}: {loaded.name} needs at least {min_input} px")
     return size
+
+
+check_input_size = renamed_function(check_img_size, "check_input_size")
 
 
 def artifact_metadata(loaded, runtime: str, precision: str, **extra) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lightnets._deprecation import renamed_kwargs
 from lightnets.deploy.checks import relative_error
 from lightnets.deploy.loaders import ort_session
 from lightnets.errors import ConfigError, import_optional
@@ -47,17 +48,18 @@ def check_opset(opset: int) -> int:
     return opset
 
 
-def _size(input_size: int | tuple[int, int]) -> tuple[int, int]:
-    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+def _size(img_size: int | tuple[int, int]) -> tuple[int, int]:
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     if len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size):
-        raise ConfigError(f"input_size must be a positive int or (H, W), got {input_size!r}")
+        raise ConfigError(f"img_size must be a positive int or (H, W), got {img_size!r}")
     return size
 
 
+@renamed_kwargs(input_size="img_size")
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
-    input_size: int | tuple[int, int],
+    img_size: int | tuple[int, int],
     opset: int = 17,
     dynamic_batch: bool = True,
     metadata: dict | None = None,
@@ -70,7 +72,7 @@ def export_onnx(
     """Export `model` (eval mode) to `path` and check it with onnxruntime; returns the error.
 
     Args:
-        input_size: the side (or (H, W)) of the example input; the batch axis stays dynamic.
+        img_size: the side (or (H, W)) of the example input; the batch axis stays dynamic.
         metadata: written into the file's metadata_props; non-string values as JSON.
         in_chans: input channels (default: `model.in_chans`, else 3).
         reference: the model whose output the file must match (default `model`); pass the
@@ -81,7 +83,7 @@ def export_onnx(
     Raises ValueError when the parity check fails (the file is kept for inspection).
     """
     onnx, _ = _require_onnx()
-    h, w = _size(input_size)
+    h, w = _size(img_size)
     check_opset(opset)
     path = Path(path)
     check_writable(path)

@@ -165,7 +165,7 @@ def read_artifact_metadata(path: str | os.PathLike) -> dict:
         meta = read_sidecar(path)
     else:
         meta = embedded_metadata(path, "onnxruntime")
-        if "input_size" in meta:
+        if "input_size" in meta:  # (in_chans, img_size), as files of those versions wrote it
             meta["in_chans"], meta["img_size"] = meta["input_size"][0], meta["input_size"][1]
     missing = [k for k in EVAL_METADATA if k not in meta]
     if missing:

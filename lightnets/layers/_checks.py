@@ -20,16 +20,16 @@ def positive(name: str, value: int) -> int:
     return value
 
 
-def odd_kernels(name: str, kernels: int | Sequence[int]) -> tuple[int, ...]:
-    """Kernels as a tuple of positive odd ints (an even kernel has no centre to pad around)."""
-    kernels = (kernels,) if isinstance(kernels, int) else tuple(kernels)
-    if not kernels:
-        raise ConfigError(f"{name} must name at least one kernel size, got {kernels!r}")
-    for k in kernels:
+def odd_kernels(name: str, kernel_sizes: int | Sequence[int]) -> tuple[int, ...]:
+    """Kernel sizes as a tuple of positive odd ints (an even kernel has no centre to pad around)."""
+    sizes = (kernel_sizes,) if isinstance(kernel_sizes, int) else tuple(kernel_sizes)
+    if not sizes:
+        raise ConfigError(f"{name} must name at least one kernel size, got {kernel_sizes!r}")
+    for k in sizes:
         positive(name, k)
         if k % 2 == 0:
-            raise ConfigError(f"{name} must hold odd sizes, got {k} in {kernels}")
-    return kernels
+            raise ConfigError(f"{name} must hold odd sizes, got {k} in {sizes}")
+    return sizes
 
 
 def stride(value: int) -> int:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightnets._deprecation import renamed_kwargs
 from lightnets.errors import ConfigError
 from lightnets.layers import _checks
 
@@ -73,18 +74,19 @@ def fixed_kernel(kind: str, size: int = 3, sigma: float = 1.0) -> Tensor:
     return _centered(STENCILS[kind], size)
 
 
+@renamed_kwargs(kernels="bank")
 class FixedDepthwiseConv2d(nn.Module):
     """Depthwise conv with fixed kernels stored as a buffer (VGNet, arXiv:2207.10318 §3).
 
-    (N, C, H, W) -> (N, C, ceil(H/stride), ceil(W/stride)). `kernels` names one kind for every
-    channel, or a bank of kinds tiled over the channels (VGNetF: channel i gets bank[i % len]).
+    (N, C, H, W) -> (N, C, ceil(H/stride), ceil(W/stride)). `bank` names one kind for every
+    channel, or several kinds tiled over the channels (VGNetF: channel i gets bank[i % len]).
     For "gaussian", `sigma` is one value or a (low, high) range spread linearly over the channels.
     """
 
     def __init__(
         self,
         channels: int,
-        kernels: str | Sequence[str] = "gaussian",
+        bank: str | Sequence[str] = "gaussian",
         kernel_size: int = 3,
         stride: int = 1,
         sigma: float | tuple[float, float] = 1.0,
@@ -93,7 +95,7 @@ class FixedDepthwiseConv2d(nn.Module):
         _checks.positive("channels", channels)
         _checks.odd_kernels("kernel_size", kernel_size)
         _checks.stride(stride)
-        bank = (kernels,) if isinstance(kernels, str) else tuple(kernels)
+        bank = (bank,) if isinstance(bank, str) else tuple(bank)
         low, high = (sigma, sigma) if isinstance(sigma, (int, float)) else sigma
         sigmas = torch.linspace(low, high, channels).tolist()
         weight = torch.stack(

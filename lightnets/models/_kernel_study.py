@@ -20,7 +20,7 @@ MIXCONV = "arXiv:1907.09595"
 class KernelVariant:
     """One point of the kernel study and its measured size (models.json, timm builder)."""
 
-    kernels: tuple[int, ...]
+    kernel_sizes: tuple[int, ...]
     params_m: float
     macs_m: float
 
@@ -30,7 +30,7 @@ def register_kernel_study(
 ) -> None:
     """Register `{prefix}_{suffix}` for every variant: `build(kernel_sizes=...)` with its card."""
     for suffix, variant in variants.items():
-        kernels = ",".join(map(str, variant.kernels))
+        kernels = ",".join(map(str, variant.kernel_sizes))
         card = ModelCard(
             paper=MIXCONV,
             params_m=variant.params_m,
@@ -43,5 +43,5 @@ def register_kernel_study(
             ),
         )
         register_model(name=f"{prefix}_{suffix}", card=card)(
-            partial(build, kernel_sizes=variant.kernels)
+            partial(build, kernel_sizes=variant.kernel_sizes)
         )

@@ -29,7 +29,7 @@ from lightnets.layers import ConvNormAct, GlobalDepthwiseConv2d
 from lightnets.models._common import LightNet, build_stages, by_stride, init_weights
 from lightnets.models.mobilenet_v2 import IRRow, ir_block
 
-INPUT_SIZE = 112  # fixed: the GDConv kernel covers the 7x7 map of a 112x112 face crop
+IMG_SIZE = 112  # fixed: the GDConv kernel covers the 7x7 map of a 112x112 face crop
 EMBEDDING_DIM = 128
 
 
@@ -70,7 +70,7 @@ class MobileFaceNet(LightNet):
         if small_input:
             raise ConfigError(
                 "small_input=True is not supported by MobileFaceNet: its GDConv head needs the "
-                f"7x7 map of a {INPUT_SIZE}x{INPUT_SIZE} input"
+                f"7x7 map of a {IMG_SIZE}x{IMG_SIZE} input"
             )
         stem_stride = 2
         stem = nn.Sequential(
@@ -89,7 +89,7 @@ class MobileFaceNet(LightNet):
 
         block = partial(ir_block, act_layer=act_layer, norm_layer=norm_layer)
         stages = build_stages(MOBILEFACENET, STEM_CHANNELS, block, opens_stage=by_stride)
-        gdc_size = INPUT_SIZE // (stem_stride * math.prod(stages.strides))  # 7
+        gdc_size = IMG_SIZE // (stem_stride * math.prod(stages.strides))  # 7
         head = nn.Sequential(
             OrderedDict(
                 conv=ConvNormAct(
@@ -110,7 +110,7 @@ class MobileFaceNet(LightNet):
             stage_channels=stages.channels,
             stage_strides=stages.strides,
             stem_stride=stem_stride,
-            min_input=INPUT_SIZE,  # the GDConv kernel covers the whole last map
+            min_input=IMG_SIZE,  # the GDConv kernel covers the whole last map
             global_pool=False,
         )
         init_weights(self)
@@ -121,8 +121,8 @@ class MobileFaceNet(LightNet):
         paper="arXiv:1804.07573",
         params_m=0.99,
         macs_m=221,
-        input_size=INPUT_SIZE,
-        min_input=INPUT_SIZE,
+        img_size=IMG_SIZE,
+        min_input=IMG_SIZE,
         embedding_dim=EMBEDDING_DIM,
         ref_params=1003136,
         ref_macs_m=220.97,

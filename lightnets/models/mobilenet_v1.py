@@ -58,7 +58,7 @@ MOBILENET_V1 = (
 
 # name suffix -> depthwise kernels of every block; measured rows "MobileNetV1 dw kernels {..}"
 # fmt: off
-#                          kernels                params_m  macs_m
+#                          kernel_sizes           params_m  macs_m
 DW_KERNELS = {
     "k3":     KernelVariant((3,),                  4.2320,  568.74),
     "k5":     KernelVariant((5,),                  4.3113,  599.65),

@@ -63,7 +63,7 @@ MOBILENET_V2 = (
 
 # name suffix -> depthwise kernels of every block; measured rows "MobileNetV2 dw kernels {..}"
 # fmt: off
-#                          kernels                params_m  macs_m
+#                          kernel_sizes           params_m  macs_m
 DW_KERNELS = {
     "k3":     KernelVariant((3,),                  3.5049,  300.77),
     "k5":     KernelVariant((5,),                  3.6190,  337.60),

@@ -38,7 +38,7 @@ class BneckRow:
     out: int  # output channels (before the width multiplier)
     s: int  # stride of the first block
     mid: int  # expansion size: the block's mid channels
-    k: tuple[int, ...]  # depthwise kernel
+    k: tuple[int, ...]  # depthwise kernel sizes
     _: KW_ONLY
     se: bool = False  # SE on the expanded width
     act: str = "relu"  # "relu" (RE) or "hard_swish" (HS)
@@ -105,7 +105,7 @@ def bneck_block(
         site.in_channels,
         site.out_channels,
         site.stride,
-        kernels=row.k,
+        kernel_sizes=row.k,
         mid_channels=mid,
         # SE width from the expanded width, rounded to 8 (§5.3; not from the input)
         se_channels=make_divisible(mid * se_ratio) if row.se else 0,

@@ -34,6 +34,7 @@ from functools import partial
 
 from torch import nn
 
+from lightnets._deprecation import renamed_kwargs
 from lightnets.blocks.vg_blocks import (
     DownsamplingBlock,
     HalfIdentityBlock,
@@ -74,6 +75,7 @@ SIZES = {
 }
 
 
+@renamed_kwargs(kernels="bank")
 class VGNet(LightNet):
     """VGNet: stem 3x3/2 -> 4 x (DownsamplingBlock + HalfIdentityBlocks) -> head -> classifier.
 
@@ -84,7 +86,7 @@ class VGNet(LightNet):
     Args:
         size: a row of SIZES.
         downsampling: "blur" (VGNetG/F), "dwconv" (VGNetC) or "maxpool".
-        kernels: "learned" depthwise convs, or a bank of fixed kernel names (VGNetF).
+        bank: "learned" depthwise convs, or the names of fixed kernels (VGNetF).
         se_ratio: SE after every 1x1 conv, width int(C * ratio) rounded to 8 (0.25 for "+SE").
         head_dw_groups: 8 as in cd54816 (the paper); 1 for HEAD's full depthwise conv.
     """
@@ -93,7 +95,7 @@ class VGNet(LightNet):
         self,
         size: VGSize,
         downsampling: str = "blur",
-        kernels: str | tuple[str, ...] = "learned",
+        bank: str | tuple[str, ...] = "learned",
         *,
         se_ratio: float = 0.0,
         head_dw_groups: int = 8,
@@ -107,7 +109,7 @@ class VGNet(LightNet):
         first = 1 if small_input else 2  # stem and first stage; see `small_input` above
         stem = conv_act_norm(in_chans, size.stem, 3, first, act_layer)
         downsample = partial(DownsamplingBlock, se_ratio=se_ratio, act_layer=act_layer)
-        half = partial(HalfIdentityBlock, kernels=kernels, se_ratio=se_ratio, act_layer=act_layer)
+        half = partial(HalfIdentityBlock, bank=bank, se_ratio=se_ratio, act_layer=act_layer)
 
         def block(row: StageRow, site: BlockSite) -> nn.Module:
             if site.repeat == 0:
@@ -117,11 +119,11 @@ class VGNet(LightNet):
         rows = [StageRow(n, out, s) for n, out, s in zip(size.n, size.out, (first, 2, 2, 2))]
         stages = build_stages(rows, size.stem, block)
         c = stages.out_channels
-        if kernels == "learned":
+        if bank == "learned":
             dw = SharedDepthwiseConv2d(c, head_dw_groups)
         else:  # VGNetF: fixed kernels there too, with a BN as in the half-identity blocks
             dw = nn.Sequential(
-                OrderedDict(conv=FixedDepthwiseConv2d(c, kernels), bn=nn.BatchNorm2d(c))
+                OrderedDict(conv=FixedDepthwiseConv2d(c, bank), bn=nn.BatchNorm2d(c))
             )
         head = nn.Sequential(OrderedDict(dw=dw, pw=conv_act_norm(c, c, 1, 1, act_layer)))
         super().__init__(
@@ -164,10 +166,10 @@ class Variant:
     size: str  # key of SIZES
     downsampling: str
     se: bool
-    kernels: str | tuple[str, ...] = "learned"
+    bank: str | tuple[str, ...] = "learned"  # "learned" depthwise convs, or fixed kernel names
 
 
-#           name                   size     down      se     kernels
+#           name                   size     down      se     bank
 VARIANTS = (
     Variant("vgnet_c_1_0mp",       "1_0mp", "dwconv", False),
     Variant("vgnet_c_1_5mp",       "1_5mp", "dwconv", False),
@@ -237,7 +239,7 @@ def vgnet(variant: Variant, **kwargs) -> VGNet:
     """Build one row of VARIANTS; kwargs go to VGNet (num_classes, in_chans, small_input, ...)."""
     se_ratio = 0.25 if variant.se else 0.0
     return VGNet(
-        SIZES[variant.size], variant.downsampling, variant.kernels, se_ratio=se_ratio, **kwargs
+        SIZES[variant.size], variant.downsampling, variant.bank, se_ratio=se_ratio, **kwargs
     )
 
 
@@ -257,7 +259,7 @@ def _aliases(variant: Variant) -> tuple[str, ...]:
 
 def _card(variant: Variant) -> ModelCard:
     ref = REFERENCES[variant.name]
-    if variant.kernels == "learned":
+    if variant.bank == "learned":
         c = SIZES[variant.size].out[-1]
         note = CD54816.format(head=f"{9 * (c - c // 8):,}")
     else:

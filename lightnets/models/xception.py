@@ -135,7 +135,7 @@ class Xception(LightNet):
         paper="arXiv:1610.02357",
         params_m=22.86,
         top1=79.0,
-        input_size=299,
+        img_size=299,
         min_input=32,
         ref_params=22855952,
         ref_macs_m=8357.40,

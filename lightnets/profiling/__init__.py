@@ -48,7 +48,8 @@ from lightnets.profiling.table import (
     COLUMNS,
     REPARAM_NOTE,
     ModelProfile,
-    check_resolution,
+    check_img_size,
+    check_resolution,  # deprecated: check_img_size
     model_min_input,
     profile_columns,
     profile_model,
@@ -86,6 +87,7 @@ __all__ = [
     "OpCost",
     "ParamCount",
     "Runner",
+    "check_img_size",
     "check_resolution",
     "check_runtime",
     "contention",

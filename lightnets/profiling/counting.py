@@ -24,6 +24,8 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.flop_counter import flop_registry as MAC_OPS  # counted as 2 FLOPs per MAC
 
+from lightnets._deprecation import renamed_kwargs
+
 aten = torch.ops.aten
 
 
@@ -109,9 +111,10 @@ class MacCount:
     by_module: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False, compare=False)
 
 
-def example_input(model: nn.Module, resolution: int, batch: int = 1, device="cpu") -> Tensor:
-    """A random (batch, model.in_chans, resolution, resolution) image batch."""
-    return torch.randn(batch, getattr(model, "in_chans", 3), resolution, resolution, device=device)
+@renamed_kwargs(resolution="img_size")
+def example_input(model: nn.Module, img_size: int, batch: int = 1, device="cpu") -> Tensor:
+    """A random (batch, model.in_chans, img_size, img_size) image batch."""
+    return torch.randn(batch, getattr(model, "in_chans", 3), img_size, img_size, device=device)
 
 
 def count_macs(model: nn.Module, x: Tensor) -> MacCount:

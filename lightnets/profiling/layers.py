@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from lightnets._deprecation import renamed_kwargs
 from lightnets.cpu import CpuLoad, contention, default_threads, torch_threads
 from lightnets.profiling.counting import count_macs, eval_mode, example_input
 from lightnets.tables import Column
@@ -40,12 +41,12 @@ class OpCost:
 
 @dataclass(frozen=True)
 class LayerReport:
-    """One model's cost by block and by operator at `resolution` (batch 1) on `threads` threads;
+    """One model's cost by block and by operator at `img_size` (batch 1) on `threads` threads;
     `noise`: why the times are probably inflated (other processes took cores), else None."""
 
     blocks: list[LayerCost]
     ops: list[OpCost]
-    resolution: int
+    img_size: int
     threads: int
     noise: str | None = None
 
@@ -200,9 +201,10 @@ def op_profile(fn, x: Tensor, *, threads: int | None = None, runs: int = 5) -> l
     return sorted(rows, key=lambda r: -r.time_ms)
 
 
+@renamed_kwargs(resolution="img_size")
 def profile_layers(
     model: nn.Module,
-    resolution: int | None = None,
+    img_size: int | None = None,
     *,
     threads: int | None = None,
     device: str | torch.device = "cpu",
@@ -211,17 +213,17 @@ def profile_layers(
     name: str = "",
 ) -> LayerReport:
     """`layer_profile` and `op_profile` of `model` in eval mode on one random image of side
-    `resolution` (default: the card's input_size, 224 without a card), with the machine load
+    `img_size` (default: the card's, 224 without a card), with the machine load
     watched while they run (lightnets.cpu.CpuLoad)."""
     from lightnets.deploy.artifacts import eager_runner
-    from lightnets.profiling.table import check_resolution
+    from lightnets.profiling.table import check_img_size
 
     model = model.to(device).eval()
-    resolution = resolution or getattr(getattr(model, "card", None), "input_size", 224)
-    check_resolution(model, resolution, name)
-    x = example_input(model, resolution, 1, device)
+    img_size = img_size or getattr(getattr(model, "card", None), "img_size", 224)
+    check_img_size(model, img_size, name)
+    x = example_input(model, img_size, 1, device)
     threads = threads or default_threads()
     with CpuLoad() as load:
         blocks = layer_profile(model, x, threads=threads, warmup=warmup, min_run_time=min_run_time)
         ops = op_profile(eager_runner(model, x, threads, None), x, threads=threads)
-    return LayerReport(blocks, ops, resolution, threads, contention(load.cores, threads))
+    return LayerReport(blocks, ops, img_size, threads, contention(load.cores, threads))

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lightnets._deprecation import renamed_function, renamed_kwargs
 from lightnets.cpu import default_threads, torch_threads
 from lightnets.deploy.artifacts import make_runner
 from lightnets.errors import ConfigError
@@ -31,12 +32,12 @@ class ModelProfile:
     """One model's measured cost beside its paper's figures (None where unknown or not measured).
 
     Differences are (ours - paper) / paper in percent; the MACs difference is only given at the
-    paper's own resolution. `noise` says why the latency is probably inflated (None: it looked
+    paper's own image size. `noise` says why the latency is probably inflated (None: it looked
     clean); `reparameterized` is True when the counts are of a re-parameterized model.
     """
 
     model: str
-    resolution: int
+    img_size: int
     params_m: float
     fixed_k: float
     macs_m: float
@@ -73,7 +74,7 @@ class ModelProfile:
 #         key                header          spec    note
 COLUMNS = (
     Column("model",          "model"),
-    Column("resolution",     "res",          "d"),
+    Column("img_size",       "input",        "d"),
     Column("params_m",       "params M",     ".2f",
            "params M: learned parameters (nn.Parameter), millions."),
     Column("fixed_k",        "fixed K",      ".1f",
@@ -99,7 +100,7 @@ COLUMNS = (
            "img/s: images per second at the large batch (median)."),
     Column("paper_params_m", "paper params", ".2f",
            "paper params / MACs / top-1: the paper's figures (ImageNet top-1 %); d% = (ours - "
-           "paper) / paper, MACs only at the paper's resolution."),
+           "paper) / paper, MACs only at the paper's image size."),
     Column("d_params_pct",   "d%",           "+.1f"),
     Column("paper_macs_m",   "paper MACs",   ".0f"),
     Column("d_macs_pct",     "d%",           "+.1f"),
@@ -157,14 +158,15 @@ def model_min_input(model: nn.Module) -> int:
     return getattr(model, "min_input", None) or getattr(card, "min_input", None) or 1
 
 
-def check_resolution(model: nn.Module, resolution: int, name: str = "") -> None:
-    """One-line ConfigError if `resolution` is below the model's smallest input side."""
+def check_img_size(model: nn.Module, img_size: int, name: str = "") -> None:
+    """One-line ConfigError if `img_size` is below the model's smallest input side."""
     smallest = model_min_input(model)
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < smallest:
+    if isinstance(img_size, bool) or not isinstance(img_size, int) or img_size < smallest:
         who = name or getattr(model, "model_name", type(model).__name__)
-        raise ConfigError(
-            f"resolution {resolution!r} is too small for {who} (min_input {smallest})"
-        )
+        raise ConfigError(f"img_size {img_size!r} is too small for {who} (min_input {smallest})")
+
+
+check_resolution = renamed_function(check_img_size, "check_resolution")
 
 
 def _noise(latency: Latency, throughput: Latency | None) -> str | None:
@@ -177,17 +179,17 @@ def _noise(latency: Latency, throughput: Latency | None) -> str | None:
 def _time(model, x, runtime, batches, threads, *, warmup, min_run_time):
     """Latency at the smallest batch, throughput (or None) at the largest; the runner is built
     on `x` (batch 1)."""
-    resolution, device = x.shape[-1], x.device
+    img_size, device = x.shape[-1], x.device
     with tempfile.TemporaryDirectory(prefix="lightnets-profile-") as workdir:
         run = make_runner(runtime, model, x, threads, Path(workdir))
-        xb = example_input(model, resolution, batches[0], device)
+        xb = example_input(model, img_size, batches[0], device)
         latency = measure_latency(
             run, xb, threads=threads, warmup=warmup, min_run_time=min_run_time
         )
         throughput = None
         if len(batches) > 1:
             # blocked_autorange's block-size probe is this batch's warm-up (its time is discarded)
-            xb = example_input(model, resolution, batches[-1], device)
+            xb = example_input(model, img_size, batches[-1], device)
             throughput = measure_latency(
                 run, xb, threads=threads, warmup=0, min_run_time=min_run_time
             )
@@ -195,10 +197,11 @@ def _time(model, x, runtime, batches, threads, *, warmup, min_run_time):
     return latency, throughput
 
 
+@renamed_kwargs(resolution="img_size")
 def profile_model(
     model: nn.Module,
     *,
-    resolution: int | None = None,
+    img_size: int | None = None,
     batch: Sequence[int] = (1, 32),
     threads: int | None = None,
     device: str | torch.device = "cpu",
@@ -209,14 +212,14 @@ def profile_model(
     """Params, MACs, all ops and peak memory at batch 1; latency at the smallest batch and
     throughput at the largest (when larger) of `batch`; beside the paper figures in `model.card`.
 
-    `resolution` defaults to the card's input_size (224 without a card). MACs and memory are
+    `img_size` defaults to the card's (224 without a card). MACs and memory are
     measured on the eager model; `runtime` selects what is timed
     (lightnets.deploy.targets.TIMED_RUNTIMES).
     """
     card = getattr(model, "card", None)
     name = getattr(model, "model_name", type(model).__name__)
-    resolution = resolution or getattr(card, "input_size", 224)
-    check_resolution(model, resolution, name)
+    img_size = img_size or getattr(card, "img_size", 224)
+    check_img_size(model, img_size, name)
     batches = sorted(set(batch))
     if not batches or batches[0] < 1:
         raise ConfigError(f"batch sizes must be positive integers, got {tuple(batch)!r}")
@@ -225,7 +228,7 @@ def profile_model(
     model = model.to(device).eval()
 
     params = count_params(model)
-    x = example_input(model, resolution, 1, device)
+    x = example_input(model, img_size, 1, device)
     with torch_threads(threads):
         macs = count_macs(model, x)
         peak = measure_memory(model, x)
@@ -234,14 +237,14 @@ def profile_model(
     )
     return ModelProfile(
         model=name,
-        resolution=resolution,
+        img_size=img_size,
         params_m=params.learned / 1e6,
         fixed_k=params.fixed / 1e3,
         macs_m=macs.macs / 1e6,
         all_ops_m=macs.all_ops / 1e6,
         peak_mem_mb=peak / 2**20,
         **_timing_fields(latency, throughput),
-        **_beside_paper(card, resolution, params.learned / 1e6, macs.macs / 1e6),
+        **_beside_paper(card, img_size, params.learned / 1e6, macs.macs / 1e6),
         params=params.learned,
         fixed=params.fixed,
         macs=macs.macs,
@@ -270,9 +273,9 @@ def _timing_fields(latency, throughput) -> dict:
     }
 
 
-def _beside_paper(card, resolution: int, params_m: float, macs_m: float) -> dict:
-    """The ModelProfile fields from the model card; MACs only at the paper's own resolution."""
-    at_paper_size = card is not None and resolution == card.input_size
+def _beside_paper(card, img_size: int, params_m: float, macs_m: float) -> dict:
+    """The ModelProfile fields from the model card; MACs only at the paper's own image size."""
+    at_paper_size = card is not None and img_size == card.img_size
     paper_params = getattr(card, "params_m", None)
     paper_macs = getattr(card, "macs_m", None) if at_paper_size else None
     ref_params = getattr(card, "ref_params", None)

@@ -29,7 +29,7 @@ IMAGENET_SCALE = (0.08, 1.0)
 def choose(cfg: TrainConfig, card, native_side: int | None) -> TrainConfig:
     """`cfg` with img_size, train_crop, scale and crop_pct decided (explicit values kept)."""
     img_size = cfg.img_size
-    card_size = getattr(card, "input_size", 224)
+    card_size = getattr(card, "img_size", 224)
     if img_size is None:
         img_size = native_side if native_side and native_side < card_size else card_size
     small = img_size <= SMALL_INPUT_MAX
