@@ -128,7 +128,7 @@ LINES = {
     "measured": lambda t, i: f"budget: {t} runs in {i['latency_ms']:.3g} ms on the target",
     "refit": lambda t, i: f"fitting the predictor on {i['networks']} networks near the budget",
     "budget": lambda t, i: (
-        f"budget {i['budget_ms']:g} ms; the smallest network of the space is predicted at "
+        f"budget {i['budget_ms']:.3g} ms; the smallest network of the space is predicted at "
         f"{i['smallest_ms']:.3g} ms"
     ),
     "start": lambda t, i: (
