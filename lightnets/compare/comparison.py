@@ -3,8 +3,8 @@ gathered into one table.
 
 Order of work: every input check (model names, input size, data, seeds, training flags, output
 directory, Ray and its address) runs before anything is written; then OUT/compare.json, the trial
-plan (finished trials reused, interrupted ones resumed), the sweep, the costs, and the results
-(results.json, results.md, results.csv, pareto.png, curves.png).
+plan (finished trials reused, interrupted ones resumed), the sweep, the costs, and the results,
+replaced together (results.json, results.md, results.csv, pareto.png, curves.png).
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
+from lightnets import plotting
 from lightnets.compare import data as data_mod
 from lightnets.compare import results as results_mod
 from lightnets.compare import spec as spec_mod
@@ -37,7 +39,7 @@ from lightnets.compare.trials import (
     trial_status,
 )
 from lightnets.errors import ConfigError
-from lightnets.files import write_text
+from lightnets.files import text_writer, write_together
 
 # ------------------------------------------------------------------------------ the comparison
 
@@ -299,16 +301,21 @@ def check_trained_archs(spec: CompareSpec, trials_dir: Path, archs: Mapping[str,
                 )
 
 
-def write_results(out: Path, spec: CompareSpec, rows, trials, failed, notes, extra=None) -> dict:
-    """results.json / .md / .csv and the charts; returns what results.json holds."""
+def write_results(
+    out: Path, spec: CompareSpec, rows, trials, failed, notes, extra=None, texts=None
+) -> dict:
+    """results.json / .md / .csv, the charts and `texts` ({file name: text}: study.md), replaced
+    together (files.write_together: Ctrl-C or an error leaves the previous ones); returns what
+    results.json holds."""
     title = spec.study or f"{len(spec.models)} models on {Path(spec.data).name}"
-    files = {name: str(out / name) for name in ("results.json", "results.md", "results.csv")}
-    for name, draw, what in (
-        ("pareto.png", results_mod.plot_pareto, rows),
-        ("curves.png", results_mod.plot_curves, trials),
-    ):
-        if draw(what, out / name, title):
-            files[name] = str(out / name)
+    figures, note = results_mod.charts(rows, trials, title)
+    notes = [*notes, note] if note and note not in notes else list(notes)
+    texts = {
+        "results.md": results_mod.render_results(rows, "markdown", notes=notes) + "\n",
+        "results.csv": results_mod.render_results(rows, "csv") + "\n",
+        **(texts or {}),
+    }
+    names = ["results.json", "results.md", "results.csv", *figures, *texts]
     result = {
         "spec": spec.to_dict(),
         "out": str(out),
@@ -316,10 +323,11 @@ def write_results(out: Path, spec: CompareSpec, rows, trials, failed, notes, ext
         "trials": trials,
         "failed": failed,
         "notes": notes,
-        "files": files,
+        "files": {name: str(out / name) for name in dict.fromkeys(names)},
         **(extra or {}),
     }
-    write_text(out / "results.json", json.dumps(result, indent=1))
-    write_text(out / "results.md", results_mod.render_results(rows, "markdown", notes=notes) + "\n")
-    write_text(out / "results.csv", results_mod.render_results(rows, "csv") + "\n")
+    writes = {"results.json": text_writer(json.dumps(result, indent=1))}
+    writes.update((name, text_writer(text)) for name, text in texts.items())
+    writes.update((name, partial(plotting.save_png, figure)) for name, figure in figures.items())
+    write_together({out / name: write for name, write in writes.items()})
     return result
