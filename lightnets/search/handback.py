@@ -10,6 +10,7 @@ fewer epochs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from functools import partial
@@ -144,10 +145,10 @@ def write_front(spec, out: Path, rows, front, best, failed, notes) -> dict:
     return result
 
 
-def closing_compare(spec, out: Path, best: dict, classes: int, emit, runner, **placement) -> dict:
+def closing_compare(spec, out: Path, best: dict, classes: int, emit, placement, runner) -> dict:
     """`compare` of the chosen network with the zoo models measured within the budget on the
     target (and the model of --latency-of, always), at the search's epochs, images per class,
-    image size, training flags and `seeds`."""
+    image size, training flags and `seeds`, placed on Ray as the search (a Placement)."""
     from lightnets.compare import compare
 
     zoo = measure_latencies(
@@ -179,6 +180,6 @@ def closing_compare(spec, out: Path, best: dict, classes: int, emit, runner, **p
         archs={winner: str(out / "best.toml")},
         on_event=lambda kind, trial, info: emit(f"compare:{kind}", trial, info),
         runner=runner,
-        **placement,
+        **dataclasses.asdict(placement),
     )
     return {"winner": winner, "zoo_ms": zoo, "within": within, "result": result}
