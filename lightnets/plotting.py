@@ -5,9 +5,8 @@ Each plotting function imports matplotlib through `require_matplotlib` (a bare
 files only, no display). When matplotlib is not installed both raise MissingDependencyError,
 worded by lightnets.errors.import_optional: "<what> needs matplotlib: pip install lightnets[plot]".
 A function that draws a picture on the side of other work (a run's curves, a confusion matrix, the
-deploy chart) returns that message as a note instead of failing the work.
-
-lightnets.compare and lightnets.search keep their own import of matplotlib for now.
+deploy chart, the charts of a comparison or a search) returns that message as a note instead of
+failing the work.
 """
 
 from __future__ import annotations
@@ -27,3 +26,8 @@ def pyplot(needed_by: str):
     naming `needed_by` when matplotlib is missing."""
     require_matplotlib(needed_by).use("Agg")
     return import_optional("matplotlib.pyplot", EXTRA, needed_by)
+
+
+def save_png(figure, path) -> None:
+    """`figure` as a PNG at `path` (a temporary path of lightnets.files.write_together)."""
+    figure.savefig(path, format="png", dpi=120)

@@ -471,6 +471,72 @@ def test_ctrl_c_in_the_sweep_exits_130_and_leaves_the_results_alone(tmp_path, ca
     assert {name: (out / name).read_bytes() for name in files} == files
 
 
+def test_ctrl_c_while_the_results_are_written_keeps_the_previous_ones(
+    tmp_path, capsys, monkeypatch
+):
+    import contextlib
+
+    from lightnets import plotting
+    from lightnets.compare import sweep
+
+    data = image_folder(tmp_path / "data", real=False)
+    out = tmp_path / "out"
+    runner = FakeRunner(epochs=1)
+    monkeypatch.setattr(sweep, "require_ray", lambda: None)
+    monkeypatch.setattr(sweep, "ray_session", lambda address: contextlib.nullcontext())
+    monkeypatch.setattr(sweep, "run_on_ray", lambda plans, **kw: runner(plans, **kw))
+    argv = ["compare", "mobilenet_v2_w035", "--data", str(data), "--epochs", "1"]
+    argv += ["--img-size", "32", "--no-latency", "--no-progress", "-o", str(out)]
+    assert cli_main([*argv, "--seeds", "1"]) == 0
+    capsys.readouterr()
+    names = ("results.json", "results.md", "results.csv", "curves.png")
+    before = {name: (out / name).read_bytes() for name in names}
+
+    def interrupted(figure, path):
+        raise KeyboardInterrupt  # Ctrl-C while the chart, the last file, is saved
+
+    save_png = plotting.save_png
+    monkeypatch.setattr(plotting, "save_png", interrupted)
+    code = cli_main([*argv, "--seeds", "2"])  # a second seed: other results
+    captured = capsys.readouterr()
+    assert code == 130 and captured.out == ""
+    assert captured.err.strip().splitlines() == ["lightnets compare: interrupted"]
+    assert {name: (out / name).read_bytes() for name in names} == before
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+
+    monkeypatch.setattr(plotting, "save_png", save_png)
+    assert cli_main([*argv, "--seeds", "2"]) == 0  # not interrupted: every file replaced
+    assert all((out / name).read_bytes() != before[name] for name in names)
+
+
+def test_write_together_replaces_all_files_or_none(tmp_path, monkeypatch):
+    from lightnets import files
+
+    paths = [tmp_path / "a.json", tmp_path / "b.md"]
+    for path in paths:
+        path.write_text("old")
+
+    def fails(tmp):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        files.write_together({paths[0]: files.text_writer("new"), paths[1]: fails})
+    assert [p.read_text() for p in paths] == ["old", "old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.md"]  # no temporaries
+
+    replace = os.replace
+
+    def ctrl_c_after_the_first_rename(src, dst):
+        replace(src, dst)
+        if Path(dst) == paths[0]:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(files.os, "replace", ctrl_c_after_the_first_rename)
+    with pytest.raises(KeyboardInterrupt):  # held back until both are renamed
+        files.write_together({p: files.text_writer("new") for p in paths})
+    assert [p.read_text() for p in paths] == ["new", "new"]
+
+
 @needs_ray
 def test_run_on_ray_turns_off_tunes_sigint_handler(tmp_path, monkeypatch):
     # with its handler, Tune swallows Ctrl-C and returns the unfinished trials as if they failed

@@ -375,6 +375,26 @@ def test_a_search_writes_its_front_best_and_candidates(tmp_path, data, fake_meas
     }
 
 
+def test_ctrl_c_while_the_front_is_written_keeps_the_previous_files(
+    tmp_path, data, fake_measure, monkeypatch
+):
+    from lightnets import plotting
+
+    out = tmp_path / "out"
+    run_search(out, FakeTune())
+    names = ("front.json", "front.md", "front.png", "best.toml")
+    before = {name: (out / name).read_bytes() for name in names}
+
+    def interrupted(figure, path):
+        raise KeyboardInterrupt  # Ctrl-C while the chart is saved
+
+    monkeypatch.setattr(plotting, "save_png", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(out, FakeTune(), trials=10)  # two more candidates: another front.json
+    assert {name: (out / name).read_bytes() for name in names} == before
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_an_interrupted_search_resumes_to_the_same_candidates_and_front(
     tmp_path, data, fake_measure
 ):

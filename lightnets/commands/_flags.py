@@ -1,5 +1,6 @@
 """One flag vocabulary for every command: `--checkpoint`, `--img-size`, `--format`, `-o/--output`,
-`--device`, and argparse types that reject nonsense with a one-line usage error (exit status 2).
+`--device`, the trials' placement on Ray (`compare`, `study`, `search`), and argparse types that
+reject nonsense with a one-line usage error (exit status 2).
 
 The old spellings in OLD_FLAGS still parse until lightnets._deprecation.REMOVED_IN (0.2.0): hidden
 from --help, each prints a one-line deprecation note and sets the new flag.
@@ -166,3 +167,43 @@ def model_for_arch(name: str | None, arch: str | None, flag: str = "--model") ->
     if resolve_name(name) != "mixnet_custom":
         raise ConfigError(f"--arch builds mixnet_custom; it cannot be combined with {flag} {name}")
     return name
+
+
+def add_images_per_class(parser):
+    parser.add_argument(
+        "--images-per-class",
+        type=positive_int,
+        help="train on at most N images per class and split (symlinks in OUT/data)",
+    )
+
+
+def add_placement(parser):
+    """Where the trials of `compare`, `study` and `search` run: lightnets.compare.placement."""
+    parser.add_argument(
+        "--address",
+        help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a local cluster here)",
+    )
+    parser.add_argument(
+        "--cpus-per-trial",
+        type=positive_float,
+        default=1.0,
+        help="CPUs Ray reserves per trial, also its torch threads (default 1)",
+    )
+    parser.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="GPUs per trial (default 0: trials train on the CPU)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=nonnegative_int,
+        default=0,
+        help="data-loader processes per trial (default 0)",
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=nonnegative_int,
+        default=2,
+        help="retries of a trial whose process or node dies (default 2); it resumes",
+    )

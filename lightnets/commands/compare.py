@@ -23,17 +23,34 @@ from lightnets.errors import ConfigError
 
 def add_sweep_options(parser: argparse.ArgumentParser) -> None:
     """The options `compare` and `study` share: budget, data, measurement, Ray placement."""
+    add_trial_options(parser)
+    add_latency_options(parser)
+    _flags.add_placement(parser)
+    parser.add_argument(
+        "--no-deterministic",
+        dest="deterministic",
+        action="store_false",
+        default=None,
+        help="let trials use non-deterministic kernels (a resumed trial may then differ)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no bar or per-trial lines")
+    _flags.add_format(parser)
+    _flags.add_output(parser, help="results directory (default runs/compare-<hash>)")
+
+
+def add_trial_options(parser: argparse.ArgumentParser) -> None:
+    """What every trial trains on and with."""
     parser.add_argument("--data", default=None, help="image folder root/train/<class>/, CIFAR "
                         "directory or 'digits' (default digits)")  # fmt: skip
     parser.add_argument("--epochs", type=_flags.positive_int, help="epochs of every trial")
     parser.add_argument("--seeds", type=_flags.positive_int, help="seeds 0..S-1 per model")
     parser.add_argument("--recipe", help="lightnets train recipe (mixnet, finetune, FILE)")
     _flags.add_img_size(parser, help="image side of every trial (default: the models' cards)")
-    parser.add_argument(
-        "--images-per-class",
-        type=_flags.positive_int,
-        help="train on at most N images per class and split (symlinks in OUT/data)",
-    )
+    _flags.add_images_per_class(parser)
+
+
+def add_latency_options(parser: argparse.ArgumentParser) -> None:
+    """How the models' latency is measured after the sweep."""
     parser.add_argument(
         "--runtime",
         choices=("eager", "onnxruntime"),
@@ -47,44 +64,6 @@ def add_sweep_options(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="threads of the latency measurement (default 1)",
     )
-    parser.add_argument(
-        "--address",
-        help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: a local cluster here)",
-    )
-    parser.add_argument(
-        "--cpus-per-trial",
-        type=_flags.positive_float,
-        default=1.0,
-        help="CPUs Ray reserves per trial, also its torch threads (default 1)",
-    )
-    parser.add_argument(
-        "--gpus-per-trial",
-        type=float,
-        default=0.0,
-        help="GPUs per trial (default 0: trials train on the CPU)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=_flags.nonnegative_int,
-        default=0,
-        help="data-loader processes per trial (default 0)",
-    )
-    parser.add_argument(
-        "--max-failures",
-        type=_flags.nonnegative_int,
-        default=2,
-        help="retries of a trial whose process or node dies (default 2); it resumes",
-    )
-    parser.add_argument(
-        "--no-deterministic",
-        dest="deterministic",
-        action="store_false",
-        default=None,
-        help="let trials use non-deterministic kernels (a resumed trial may then differ)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no bar or per-trial lines")
-    _flags.add_format(parser)
-    _flags.add_output(parser, help="results directory (default runs/compare-<hash>)")
 
 
 def build_parser() -> argparse.ArgumentParser:

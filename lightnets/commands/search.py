@@ -40,8 +40,7 @@ def _search_options(parser: argparse.ArgumentParser) -> None:
     add("--threads", type=_flags.positive_int, default=1,
         help="threads of the latency predictions and measurements (default 1)")  # fmt: skip
     add("--epochs", type=_flags.positive_int, default=10, help="epochs per trial (default 10)")
-    add("--images-per-class", type=_flags.positive_int,
-        help="train on at most N images per class and split (symlinks in OUT/data)")  # fmt: skip
+    _flags.add_images_per_class(parser)
     add("--seed", type=_flags.nonnegative_int, default=0,
         help="seed of the candidates and of every trial's training (default 0)")  # fmt: skip
     add("--seeds", type=_flags.positive_int, default=1,
@@ -80,15 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _search_options(parser)
     _evolution_options(parser)
+    _flags.add_placement(parser)
     add = parser.add_argument
-    add("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: local)")
-    add("--cpus-per-trial", type=_flags.positive_float, default=1.0,
-        help="CPUs Ray reserves per trial, also its torch threads (default 1)")  # fmt: skip
-    add("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (default 0)")
-    add("--workers", type=_flags.nonnegative_int, default=0,
-        help="data-loader processes per trial (default 0)")  # fmt: skip
-    add("--max-failures", type=_flags.nonnegative_int, default=2,
-        help="retries of a trial whose process or node dies (default 2); it resumes")  # fmt: skip
     add("--no-deterministic", dest="deterministic", action="store_false",
         help="let trials use non-deterministic kernels (a resumed search may then "
         "differ)")  # fmt: skip

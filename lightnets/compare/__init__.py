@@ -11,11 +11,12 @@ run supports, contradicts, or is inconclusive about each claim.
     spec.py         OUT/compare.json: what makes two runs the same comparison
     trials.py       one trial = one run dir: status, train flags, running and reading one; the
                     trial's process is `lightnets train` (enter_trial)
+    placement.py    Placement: where trials run on Ray and what each reserves (compare, search)
     sweep.py        Ray Tune: cluster connection, retries, events (the only module importing ray)
     results.py      costs, the table, the charts (matplotlib inside the functions)
     data.py         data checks and the images-per-class subset
     variants.py     study networks beyond the registry (width, exponential split, dilation)
-    comparison.py   compare()
+    comparison.py   compare(): the checks (Comparison), the trials, their results
     studies.py      the studies, their scales and claims; study()
 
 `import lightnets.compare` loads neither Ray nor matplotlib.

@@ -1,10 +1,12 @@
 """`compare(models, data, ...)`: every model x seed trained the same way, scheduled by Ray Tune,
 gathered into one table.
 
-Order of work: every input check (model names, input size, data, seeds, training flags, output
-directory, Ray and its address) runs before anything is written; then OUT/compare.json, the trial
-plan (finished trials reused, interrupted ones resumed), the sweep, the costs, and the results
-(results.json, results.md, results.csv, pareto.png, curves.png).
+Order of work, one step each: every input check (model names, input size, data, seeds, training
+flags, placement, output directory, Ray and its address) runs before anything is written
+(make_spec, Placement, check_comparison: a Comparison); then OUT/compare.json and the trial plan
+(start: finished trials reused, interrupted ones resumed), the sweep (run_trials), the costs
+(gather), and the results, replaced together (write_results: results.json, results.md,
+results.csv, pareto.png, curves.png).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from lightnets import plotting
 from lightnets.compare import data as data_mod
 from lightnets.compare import results as results_mod
 from lightnets.compare import spec as spec_mod
@@ -26,6 +31,7 @@ from lightnets.compare.checks import (
     resolve_img_size,
     resolve_models,
 )
+from lightnets.compare.placement import Placement
 from lightnets.compare.spec import CompareSpec
 from lightnets.compare.trials import (
     FINISHED,
@@ -37,7 +43,7 @@ from lightnets.compare.trials import (
     trial_status,
 )
 from lightnets.errors import ConfigError
-from lightnets.files import write_text
+from lightnets.files import text_writer, write_together
 
 # ------------------------------------------------------------------------------ the comparison
 
@@ -71,46 +77,59 @@ def compare(
     """Train every model x seed with the same data, budget and recipe; return the results table.
 
     Args:
-        models: registered names (or study variant names, see lightnets.compare.variants).
+        models: registered names, study variant names (lightnets.compare.variants) or names of
+            `archs`, {name: architecture file} (as `lightnets train --arch`).
         data: an image folder (root/train/<class>/...), a CIFAR directory or "digits".
         output: results directory (default runs/compare-<hash of the settings>); trials live in
             OUT/trials/<model>-s<seed>/, and re-running the same comparison reuses them.
-        epochs, recipe, img_size, train_args: what every trial trains with (`lightnets train`).
-        seeds: seeds 0 .. seeds-1 per model.
-        images_per_class: train on at most this many images per class and split (a symlinked
-            subset of an image folder in OUT/data).
-        deterministic: `--deterministic` for every trial (a resumed trial is bit-identical on CPU).
+        epochs, seeds, recipe, img_size, train_args, images_per_class, deterministic, study:
+            what every trial trains with (CompareSpec); seeds 0 .. seeds-1 per model.
         runtime, latency, latency_threads, latency_time: how latency is measured after the sweep.
-        address, cpus_per_trial, gpus_per_trial, workers, max_failures: Ray placement and retries.
-        archs: {name: architecture file}: networks named in `models` that are built from a
-            file (mixnet_custom, `lightnets train --arch`); a trial of that name that trained
-            another architecture is refused.
+        address, cpus_per_trial, gpus_per_trial, workers, max_failures: Placement on Ray.
         on_event: called as (kind, trial id, info) for "plan", "done", "retry", "failed", "costs".
         runner: replaces Ray (tests): runner(plans, **placement) -> {trial id: error}.
 
     Returns: {"spec", "out", "models": one row per model, "trials": one row per finished trial,
     "failed": {trial: error}, "notes", "files"} (also written to OUT/results.json).
     """
-    emit = on_event or (lambda kind, trial, info: None)
     archs = {name: os.path.abspath(path) for name, path in (archs or {}).items()}
-    spec = make_spec(
-        models,
-        data,
-        seeds=seeds,
-        epochs=epochs,
-        recipe=recipe,
-        img_size=img_size,
-        train_args=train_args,
-        images_per_class=images_per_class,
-        deterministic=deterministic,
-        study=study,
-        archs=archs,
+    spec = make_spec(models, data, seeds=seeds, epochs=epochs, recipe=recipe, img_size=img_size,
+                     train_args=train_args, images_per_class=images_per_class,
+                     deterministic=deterministic, study=study, archs=archs)  # fmt: skip
+    placement = Placement(address, cpus_per_trial, gpus_per_trial, workers, max_failures)
+    costs = dict(
+        runtime=runtime, latency=latency, threads=latency_threads, min_run_time=latency_time
     )
-    check_placement(cpus_per_trial, gpus_per_trial, workers, max_failures)
-    if latency:
+    comparison = check_comparison(spec, output, archs, placement, costs, ray=runner is None)
+    emit = on_event or (lambda kind, trial, info: None)
+    # every check passed: from here on, files are written
+    trials, todo = start(comparison, emit)
+    failed = run_trials(comparison, todo, runner, emit)
+    return write_results(comparison.out, spec, *gather(comparison, trials, failed, emit))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A comparison whose inputs are all checked: what `compare` runs, step by step."""
+
+    spec: CompareSpec
+    out: Path  # absolute
+    archs: Mapping[str, str]  # {network name: absolute path of its architecture file}
+    placement: Placement
+    costs: Mapping[str, object]  # how results.model_costs measures: runtime, latency, threads...
+    status: Mapping[str, str]  # {trial id: NEW, RESUME or FINISHED} before the sweep
+
+
+def check_comparison(
+    spec: CompareSpec, output, archs: Mapping[str, str], placement: Placement, costs, ray: bool
+) -> Comparison:
+    """The checks after the spec's: the latency runtime, the results directory (writable; this
+    comparison's, if any), the trials of `archs`' networks, and Ray (installed, its address
+    answering) when `ray` and a trial is left to run."""
+    if costs["latency"]:
         from lightnets.profiling import check_runtime
 
-        check_runtime(runtime)
+        check_runtime(costs["runtime"])
     out = Path(output) if output is not None else default_output(spec)
     out = out.expanduser().absolute()
     check_output(out)
@@ -122,84 +141,60 @@ def compare(
         for m in spec.models
         for s in spec.seeds
     }
-    if runner is None and any(v != FINISHED for v in status.values()):
-        from lightnets.compare import sweep
+    if ray and any(v != FINISHED for v in status.values()):
+        placement.check_ray()
+    return Comparison(spec, out, archs, placement, costs, status)
 
-        sweep.require_ray()
-        sweep.check_address(address)
 
-    # every check passed: from here on, files are written
+def start(comparison: Comparison, emit: Event) -> tuple[list[TrialPlan], list[TrialPlan]]:
+    """OUT/compare.json and the trials (all, and those left to run), announced as "plan"."""
+    out, status = comparison.out, comparison.status
     out.mkdir(parents=True, exist_ok=True)
-    spec_mod.write_spec(out, spec)
-    placement = ["--threads", str(max(1, int(cpus_per_trial))), "--workers", str(workers)]
-    placement += ["--device", "cuda" if gpus_per_trial else "cpu", "--no-progress"]
-    plans = plan_trials(spec, out, tuple(placement), archs)
-    todo = [p for p in plans if status[p.id] != FINISHED]
-    emit(
-        "plan",
-        None,
-        {
-            "total": len(plans),
-            "run": len(todo),
-            "out": str(out),
-            "reused": [p.id for p in plans if status[p.id] == FINISHED],
-            "resumed": [p.id for p in todo if status[p.id] == RESUME],
-        },
-    )
+    spec_mod.write_spec(out, comparison.spec)
+    flags = comparison.placement.train_flags()
+    trials = plan_trials(comparison.spec, out, flags, comparison.archs)
+    todo = [t for t in trials if status[t.id] != FINISHED]
+    reused = [t.id for t in trials if status[t.id] == FINISHED]
+    resumed = [t.id for t in todo if status[t.id] == RESUME]
+    emit("plan", None, {"total": len(trials), "run": len(todo), "out": str(out),
+                        "reused": reused, "resumed": resumed})  # fmt: skip
+    return trials, todo
 
-    failed: dict[str, str] = {}
-    if todo:
-        sweep_kwargs = dict(
-            storage=str(out / ".tune"),
-            address=address,
-            cpus_per_trial=cpus_per_trial,
-            gpus_per_trial=gpus_per_trial,
-            max_failures=max_failures,
-            on_event=emit,
-        )
-        if runner is None:
-            from lightnets.compare import sweep
 
-            with sweep.ray_session(address):
-                failed = sweep.run_on_ray(todo, **sweep_kwargs)
-        else:
-            failed = runner(todo, **sweep_kwargs)
+def run_trials(comparison: Comparison, todo: list[TrialPlan], runner, emit: Event) -> dict:
+    """`todo` on Ray Tune (or `runner`); {trial id: error} of those that failed."""
+    if not todo:
+        return {}
+    placement = comparison.placement
+    kwargs = dict(storage=str(comparison.out / ".tune"), on_event=emit, **placement.ray())
+    if runner is not None:
+        return runner(todo, **kwargs)
+    from lightnets.compare import sweep
 
+    with sweep.ray_session(placement.address):
+        return sweep.run_on_ray(todo, **kwargs)
+
+
+def gather(comparison: Comparison, trials: list[TrialPlan], failed: dict[str, str], emit: Event):
+    """(rows, finished trials, failed trials, notes): the finished trials read back, every other
+    one failed, the models' costs measured (announced as "costs"), one row per model."""
     finished = [
-        {**read_trial(p.run_dir), "model": p.model}  # a network of `archs`: its name here
-        for p in plans
-        if trial_status(p.run_dir) == FINISHED
+        {**read_trial(t.run_dir), "model": t.model}  # a network of `archs`: its name here
+        for t in trials
+        if trial_status(t.run_dir) == FINISHED
     ]
-    for p in plans:
-        if p.id not in failed and trial_status(p.run_dir) != FINISHED:
-            failed[p.id] = "did not finish"
+    unfinished = [
+        t.id for t in trials if t.id not in failed and trial_status(t.run_dir) != FINISHED
+    ]
+    failed = {**failed, **dict.fromkeys(unfinished, "did not finish")}
     emit("costs", None, {"models": len({t["model"] for t in finished})})
-    costs = results_mod.model_costs(
-        out,
-        finished,
-        spec.img_size,
-        runtime=runtime,
-        threads=latency_threads,
-        min_run_time=latency_time,
-        latency=latency,
-    )
+    spec = comparison.spec
+    costs = results_mod.model_costs(comparison.out, finished, spec.img_size, **comparison.costs)
     rows = results_mod.model_rows(spec.models, finished, costs)
     notes = results_mod.noise_lines(rows)
     if failed:
         notes.append(f"Failed trials (see OUT/logs): {', '.join(sorted(failed))}.")
-    return write_results(out, spec, rows, finished, failed, notes)
-
-
-def check_placement(cpus_per_trial, gpus_per_trial, workers, max_failures) -> None:
-    """ConfigError for a trial placement Ray Tune cannot honour (compare and search)."""
-    for name, value, low in (
-        ("--cpus-per-trial", cpus_per_trial, 1e-9),
-        ("--gpus-per-trial", gpus_per_trial, 0),
-        ("--workers", workers, 0),
-        ("--max-failures", max_failures, 0),
-    ):
-        if value < low:
-            raise ConfigError(f"{name} must be {'positive' if low else '>= 0'}, got {value!r}")
+    return rows, finished, failed, notes
 
 
 def make_spec(
@@ -299,16 +294,21 @@ def check_trained_archs(spec: CompareSpec, trials_dir: Path, archs: Mapping[str,
                 )
 
 
-def write_results(out: Path, spec: CompareSpec, rows, trials, failed, notes, extra=None) -> dict:
-    """results.json / .md / .csv and the charts; returns what results.json holds."""
+def write_results(
+    out: Path, spec: CompareSpec, rows, trials, failed, notes, extra=None, texts=None
+) -> dict:
+    """results.json / .md / .csv, the charts and `texts` ({file name: text}: study.md), replaced
+    together (files.write_together: Ctrl-C or an error leaves the previous ones); returns what
+    results.json holds."""
     title = spec.study or f"{len(spec.models)} models on {Path(spec.data).name}"
-    files = {name: str(out / name) for name in ("results.json", "results.md", "results.csv")}
-    for name, draw, what in (
-        ("pareto.png", results_mod.plot_pareto, rows),
-        ("curves.png", results_mod.plot_curves, trials),
-    ):
-        if draw(what, out / name, title):
-            files[name] = str(out / name)
+    figures, note = results_mod.charts(rows, trials, title)
+    notes = [*notes, note] if note and note not in notes else list(notes)
+    texts = {
+        "results.md": results_mod.render_results(rows, "markdown", notes=notes) + "\n",
+        "results.csv": results_mod.render_results(rows, "csv") + "\n",
+        **(texts or {}),
+    }
+    names = ["results.json", "results.md", "results.csv", *figures, *texts]
     result = {
         "spec": spec.to_dict(),
         "out": str(out),
@@ -316,10 +316,11 @@ def write_results(out: Path, spec: CompareSpec, rows, trials, failed, notes, ext
         "trials": trials,
         "failed": failed,
         "notes": notes,
-        "files": files,
+        "files": {name: str(out / name) for name in dict.fromkeys(names)},
         **(extra or {}),
     }
-    write_text(out / "results.json", json.dumps(result, indent=1))
-    write_text(out / "results.md", results_mod.render_results(rows, "markdown", notes=notes) + "\n")
-    write_text(out / "results.csv", results_mod.render_results(rows, "csv") + "\n")
+    writes = {"results.json": text_writer(json.dumps(result, indent=1))}
+    writes.update((name, text_writer(text)) for name, text in texts.items())
+    writes.update((name, partial(plotting.save_png, figure)) for name, figure in figures.items())
+    write_together({out / name: write for name, write in writes.items()})
     return result

@@ -1,7 +1,8 @@
 """From finished trials to the comparison: per-model cost (parameters, MACs, latency), accuracy as
 mean ± std over seeds with the per-seed values, every model against the best ("within noise"
 when the difference is no larger than the seeds' spread), the table in every format, and the
-charts (accuracy vs latency with error bars; overlaid training curves).
+charts (accuracy vs latency with error bars; overlaid training curves; matplotlib, through
+lightnets.plotting, inside the functions that draw).
 
 Costs are measured once per model in the process that runs the comparison, after the sweep
 (latency on a quiet machine, not beside running trials), on the architecture each trial trained
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from lightnets.compare import stats
-from lightnets.files import atomic_write, write_text
+from lightnets.errors import MissingDependencyError
+from lightnets.files import write_text
+from lightnets.plotting import require_matplotlib
 from lightnets.tables import Column, render
 
 COSTS_FILE = "costs.json"
@@ -176,15 +178,24 @@ def render_results(rows: Sequence[dict], fmt: str, *, notes: Sequence[str] = (),
 # ------------------------------------------------------------------------------ charts
 
 
-def _matplotlib():
+def charts(rows: Sequence[dict], trials: Sequence[dict], title: str = ""):
+    """({file name: matplotlib Figure}, note): pareto.png when a model has both accuracy and
+    latency, curves.png when a trial has a curve; no figure and a note saying why when matplotlib
+    is missing (the tables are written anyway). Figures without pyplot: no display, and the
+    user's pyplot state is left alone."""
+    points = {
+        "pareto.png": [r for r in rows if r.get("acc_mean") is not None and r.get("latency_ms")],
+        "curves.png": [t for t in trials if t.get("curve_acc")],
+    }
+    draw = {"pareto.png": pareto_figure, "curves.png": curves_figure}
+    wanted = {name: chosen for name, chosen in points.items() if chosen}
+    if not wanted:
+        return {}, None
     try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+        require_matplotlib(f"drawing {' and '.join(wanted)}")
+    except MissingDependencyError as err:
+        return {}, f"No charts: {err}."
+    return {name: draw[name](chosen, title) for name, chosen in wanted.items()}, None
 
 
 def _front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -197,14 +208,14 @@ def _front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
-def plot_pareto(rows: Sequence[dict], path: str | os.PathLike, title: str = "") -> bool:
-    """Accuracy (mean, error bar ± std) against latency (median, error bar ± IQR / 2), the front
-    through the means dashed. False when matplotlib is missing or nothing has both numbers."""
-    plt = _matplotlib()
-    rows = [r for r in rows if r.get("acc_mean") is not None and r.get("latency_ms")]
-    if plt is None or not rows:
-        return False
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def pareto_figure(rows: Sequence[dict], title: str = ""):
+    """Accuracy (mean, error bar ± std) against latency (median, error bar ± IQR / 2) of `rows`
+    (each with both), the front through the means dashed."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for r in rows:
         ax.errorbar(
             r["latency_ms"],
@@ -224,7 +235,7 @@ def plot_pareto(rows: Sequence[dict], path: str | os.PathLike, title: str = "") 
     front = _front([(r["latency_ms"], r["acc_mean"]) for r in rows])
     ax.plot(*zip(*front), "--", color="grey", linewidth=1, label="front (means)")
     ax.set_xscale("log")
-    plain = plt.FuncFormatter(lambda v, _pos: f"{v:g}")
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
     ax.xaxis.set_major_formatter(plain)
     ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel(f"latency, ms per image ({rows[0].get('runtime', 'eager')}, batch 1)")
@@ -233,20 +244,20 @@ def plot_pareto(rows: Sequence[dict], path: str | os.PathLike, title: str = "") 
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return True
+    return fig
 
 
-def plot_curves(trials: Sequence[dict], path: str | os.PathLike, title: str = "") -> bool:
-    """Training loss and validation accuracy per epoch, one colour per model, one line per seed."""
-    plt = _matplotlib()
-    trials = [t for t in trials if t.get("curve_acc")]
-    if plt is None or not trials:
-        return False
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+def curves_figure(trials: Sequence[dict], title: str = ""):
+    """Training loss and validation accuracy per epoch of `trials` (each with a curve), one colour
+    per model, one line per seed."""
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(10, 4))
+    loss_ax, acc_ax = fig.subplots(1, 2)
     models = list(dict.fromkeys(t["model"] for t in trials))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = rcParams["axes.prop_cycle"].by_key()["color"]
     for t in trials:
         colour = colours[models.index(t["model"]) % len(colours)]
         label = (
@@ -260,14 +271,10 @@ def plot_curves(trials: Sequence[dict], path: str | os.PathLike, title: str = ""
     loss_ax.set(xlabel="epoch", ylabel="train loss", title="training loss")
     acc_ax.set(xlabel="epoch", ylabel="val top-1 %", title="validation accuracy")
     acc_ax.legend(fontsize=7)
-    from matplotlib.ticker import MaxNLocator
-
     for ax in (loss_ax, acc_ax):
         ax.grid(True, alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return True
+    return fig

@@ -19,7 +19,6 @@ built by lightnets.compare.variants.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,6 @@ from lightnets.compare.vgnet_studies import (
     kernel_analysis,
 )
 from lightnets.errors import ConfigError, UnknownNameError
-from lightnets.files import write_text
 from lightnets.tables import Column, render
 
 # ------------------------------------------------------------------------------ the registry
@@ -153,16 +151,11 @@ def study(
         extra["claims"] = chosen.claims(ev, preset)
     out = Path(result["out"])
     spec = CompareSpec.from_dict(result["spec"])
-    result = write_results(
-        out, spec, result["models"], result["trials"], result["failed"], result["notes"], extra
-    )
     text = (
         f"# {name} ({scale})\n\n{chosen.summary}\n\n{render_claims(extra['claims'], 'markdown')}\n"
     )
-    write_text(out / "study.md", text)
-    result["files"]["study.md"] = str(out / "study.md")
-    write_text(out / "results.json", json.dumps(result, indent=1))
-    return result
+    parts = (result["models"], result["trials"], result["failed"], result["notes"])
+    return write_results(out, spec, *parts, extra, texts={"study.md": text})
 
 
 __all__ = [

@@ -1,12 +1,13 @@
 """What a search hands back: the Pareto front of validation accuracy against measured latency,
-the chosen network, the table in every format and the chart (matplotlib inside the function)."""
+the chosen network, the table in every format and the chart (matplotlib, through
+lightnets.plotting, inside the function that draws)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
-from lightnets.files import atomic_write
+from lightnets.errors import MissingDependencyError
+from lightnets.plotting import require_matplotlib
 from lightnets.tables import Column, render
 
 # fmt: off
@@ -61,27 +62,27 @@ def render_front(rows: Sequence[dict], fmt: str, *, notes: Sequence[str] = (), e
     return render(rows, COLUMNS, fmt, notes=notes, json_key="front", json_extra=extra)
 
 
-def plot_front(
+def front_chart(
     points: Sequence[dict],
     front: Sequence[dict],
     best: dict | None,
     budget_ms: float,
-    path: str | os.PathLike,
     title: str = "",
-) -> bool:
-    """Measured candidates (accuracy vs latency), the front, the budget and the chosen one.
-    False when matplotlib is missing or nothing was measured."""
+):
+    """(matplotlib Figure, note) of the measured candidates (accuracy vs latency), the front, the
+    budget and the chosen one: no figure when nothing was measured, and a note instead when
+    matplotlib is missing (the table and files are written anyway)."""
     points = [p for p in points if p.get("latency_ms") is not None and p.get("acc") is not None]
     if not points:
-        return False
+        return None, None
     try:
-        import matplotlib
-    except ImportError:  # the plot extra is optional: the table and files are written anyway
-        return False
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        require_matplotlib("drawing front.png")
+    except MissingDependencyError as err:
+        return None, f"No chart: {err}."
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     ax.scatter([p["latency_ms"] for p in points], [p["acc"] for p in points], s=18,
                color="tab:blue", alpha=0.6, label="candidates (measured)")  # fmt: skip
     ax.plot([p["latency_ms"] for p in front], [p["acc"] for p in front], "--o", color="tab:orange",
@@ -99,6 +100,4 @@ def plot_front(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return True
+    return fig, None

@@ -10,19 +10,20 @@ fewer epochs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from lightnets.files import write_text
-from lightnets.models.arch import write_arch
+from lightnets import plotting
+from lightnets.files import text_writer, write_together
+from lightnets.models.arch import to_toml
 from lightnets.search import front as front_mod
 from lightnets.search import space
 from lightnets.search.measure import measure_latencies, zoo_maker, zoo_models
 from lightnets.search.spec import SearchSpec
 from lightnets.search.trials import architecture, candidate_id, trial_result
-
-FRONT_FILES = ("front.json", "front.md", "front.png")
 
 
 def candidate_rows(spec: SearchSpec, out: Path, candidates) -> list[dict]:
@@ -87,7 +88,6 @@ def hand_back(spec: SearchSpec, out: Path, rows, failed, classes: int, emit) -> 
         r["mark"] = "front"
     if best is not None:
         best["mark"] = "best"
-        write_arch(architecture(best["table"]), out / "best.toml")
     notes = handback_notes(spec, rows, chosen, best, failed)
     return write_front(spec, out, rows, front, best, failed, notes)
 
@@ -118,13 +118,16 @@ def _public(row: dict, out: Path) -> dict:
 
 
 def write_front(spec, out: Path, rows, front, best, failed, notes) -> dict:
-    """front.json / front.md and front.png; returns what front.json holds."""
-    files = {name: str(out / name) for name in FRONT_FILES[:2]}
+    """front.json / front.md, front.png and best.toml, replaced together (files.write_together:
+    Ctrl-C or an error leaves the previous ones); returns what front.json holds."""
     title = f"search on {Path(spec.data).name}, {spec.target}, budget {spec.latency_ms:g} ms"
-    if front_mod.plot_front(rows, front, best, spec.latency_ms, out / "front.png", title):
-        files["front.png"] = str(out / "front.png")
+    figure, note = front_mod.front_chart(rows, front, best, spec.latency_ms, title)
+    notes = [*notes, note] if note else notes
+    writes = {"front.json": None, "front.md": None}  # filled below, from `result`
+    if figure is not None:
+        writes["front.png"] = partial(plotting.save_png, figure)
     if best is not None:
-        files["best.toml"] = str(out / "best.toml")
+        writes["best.toml"] = text_writer(to_toml(architecture(best["table"])))
     result = {
         "spec": spec.to_dict(),
         "out": str(out),
@@ -133,18 +136,19 @@ def write_front(spec, out: Path, rows, front, best, failed, notes) -> dict:
         "candidates": [_public(r, out) for r in rows],
         "failed": failed,
         "notes": notes,
-        "files": files,
+        "files": {name: str(out / name) for name in writes},
     }
-    write_text(out / "front.json", json.dumps(result, indent=1))
+    writes["front.json"] = text_writer(json.dumps(result, indent=1))
     text = front_mod.render_front(result["front"], "markdown", notes=notes)
-    write_text(out / "front.md", text + "\n")
+    writes["front.md"] = text_writer(text + "\n")
+    write_together({out / name: write for name, write in writes.items()})
     return result
 
 
-def closing_compare(spec, out: Path, best: dict, classes: int, emit, runner, **placement) -> dict:
+def closing_compare(spec, out: Path, best: dict, classes: int, emit, placement, runner) -> dict:
     """`compare` of the chosen network with the zoo models measured within the budget on the
     target (and the model of --latency-of, always), at the search's epochs, images per class,
-    image size, training flags and `seeds`."""
+    image size, training flags and `seeds`, placed on Ray as the search (a Placement)."""
     from lightnets.compare import compare
 
     zoo = measure_latencies(
@@ -176,6 +180,6 @@ def closing_compare(spec, out: Path, best: dict, classes: int, emit, runner, **p
         archs={winner: str(out / "best.toml")},
         on_event=lambda kind, trial, info: emit(f"compare:{kind}", trial, info),
         runner=runner,
-        **placement,
+        **dataclasses.asdict(placement),
     )
     return {"winner": winner, "zoo_ms": zoo, "within": within, "result": result}

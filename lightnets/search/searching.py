@@ -25,9 +25,9 @@ from pathlib import Path
 
 from lightnets.compare import data as data_mod
 from lightnets.compare.checks import OWNED, check_output, check_train_args, resolve_img_size
-from lightnets.compare.comparison import check_placement
+from lightnets.compare.placement import Placement
 from lightnets.errors import ConfigError
-from lightnets.search import space
+from lightnets.search import handback, space
 from lightnets.search.evolution import RegularizedEvolution
 from lightnets.search.predictor import (
     check_budget,
@@ -55,58 +55,29 @@ Event = Callable[[str, "str | None", dict], None]
 
 
 def search(
-    data: str,
-    *,
-    target: str,
-    latency_ms: float | None = None,
-    trials: int,
-    output: str | os.PathLike,
-    img_size: int | None = None,
-    threads: int = 1,
-    epochs: int = 10,
-    images_per_class: int | None = None,
-    seeds: int = 1,
-    seed: int = 0,
-    population: int = 10,
-    sample_size: int = 3,
-    objective: str = "accuracy",
-    mnas_w: float = -0.07,
-    early_stop: bool = True,
-    grace_epochs: int | None = None,
-    reduction_factor: int = 2,
-    max_concurrent: int | None = None,
-    latency_of: str | None = None,
-    train_args: Sequence[str] = (),
-    deterministic: bool = True,
-    closing_compare: bool = True,
-    address: str | None = None,
-    cpus_per_trial: float = 1,
-    gpus_per_trial: float = 0,
-    workers: int = 0,
-    max_failures: int = 2,
+    data: str, *, target: str, latency_ms: float | None = None, latency_of: str | None = None,
+    trials: int, output: str | os.PathLike, img_size: int | None = None, threads: int = 1,
+    epochs: int = 10, images_per_class: int | None = None, seed: int = 0,
+    train_args: Sequence[str] = (), deterministic: bool = True,
+    population: int = 10, sample_size: int = 3, max_concurrent: int | None = None,  # evolution
+    objective: str = "accuracy", mnas_w: float = -0.07,
+    early_stop: bool = True, grace_epochs: int | None = None, reduction_factor: int = 2,  # ASHA
+    seeds: int = 1, closing_compare: bool = True,  # the closing comparison
+    address: str | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,  # Ray
+    workers: int = 0, max_failures: int = 2,
     on_event: Event | None = None,
-    predictor=None,
-    runner: Callable | None = None,
-    compare_runner: Callable | None = None,
-) -> dict:
-    """Search MixNet-style networks within `latency_ms` (predicted on `target`) on `data`.
+    predictor=None, runner: Callable | None = None, compare_runner: Callable | None = None,
+) -> dict:  # fmt: skip
+    """Search MixNet-style networks within a latency budget on `target` on `data`.
 
     Args:
         data: an image folder (root/train/<class>/...), a CIFAR directory or "digits".
-        target: "eager" or "<runtime>:<precision>" of a deployment target.
-        latency_ms: the budget, ms per image at batch 1 on the target with `threads` threads.
-        latency_of: instead of `latency_ms`, a zoo model whose latency on the target, measured
-            at the start (and kept in search.json), is the budget.
-        trials: candidates trained (one `lightnets train` run each, `epochs` epochs, seed `seed`).
-        output: results directory; re-running the same search there resumes it.
-        population, sample_size: regularized evolution's P and S (lightnets.search.evolution).
-        objective, mnas_w: "accuracy", or "mnas": acc x (latency / budget)^mnas_w.
-        early_stop, grace_epochs, reduction_factor: ASHA (Tune's AsyncHyperBandScheduler), its
-            first rung (default epochs // 3) and eta.
-        max_concurrent: trials at once (default: the saved spec's, else this machine's CPUs /
-            cpus_per_trial); also the evolution's lag, so part of the spec.
+        target, latency_ms ... reduction_factor: the search (SearchSpec's fields: their comments
+            say what each is). The budget is `latency_ms`, predicted on `target`, or the latency
+            of zoo model `latency_of`, measured at the start. Re-running the same search into
+            `output` resumes it.
         seeds, closing_compare: the closing `compare` of the winner and the zoo within budget.
-        address, cpus_per_trial, gpus_per_trial, workers, max_failures: Ray, as in compare.
+        address, cpus_per_trial, gpus_per_trial, workers, max_failures: Placement on Ray.
         on_event: called as (kind, trial id, info); see lightnets.commands.search.
         predictor: replaces the LatencyPredictor (tests): an object with predict(table) -> ms.
         runner, compare_runner: replace Ray (tests): runner(proposer, **sweep kwargs) ->
@@ -114,11 +85,8 @@ def search(
 
     Returns: what OUT/front.json holds, plus "compare" when the closing comparison ran.
     """
-    from lightnets.search import handback
-
-    emit = on_event or (lambda kind, trial, info: None)
     out = Path(output).expanduser().absolute()
-    check_placement(cpus_per_trial, gpus_per_trial, workers, max_failures)
+    placement = Placement(address, cpus_per_trial, gpus_per_trial, workers, max_failures)
     spec, classes = make_spec(
         data, out, img_size=img_size, target=target, latency_ms=latency_ms, threads=threads,
         epochs=epochs, trials=trials, seed=seed, population=population, sample_size=sample_size,
@@ -127,33 +95,29 @@ def search(
         images_per_class=images_per_class, train_args=train_args, deterministic=deterministic,
         seeds=seeds, cpus_per_trial=cpus_per_trial, latency_of=latency_of,
     )  # fmt: skip
-    if runner is None and all_over(spec, out):
-        runner = replay  # every trial is over: no Ray for them (the closing compare checks its own)
-    if runner is None:
-        from lightnets.compare import sweep
-
-        sweep.require_ray()
-        sweep.check_address(address)
+    runner = checked_runner(spec, out, runner, placement)
+    emit = on_event or (lambda kind, trial, info: None)
     spec, predictor = checked_predictor(spec, out, classes, predictor, emit)
-
     # every check passed: from here on, files are written
     predictor = begin(spec, out, predictor, emit)
-    placement = ["--threads", str(max(1, int(cpus_per_trial))), "--workers", str(workers)]
-    placement += ["--device", "cuda" if gpus_per_trial else "cpu", "--no-progress"]
-    proposer = start_trials(spec, out, predictor, placement, emit)
-    ray_kwargs = dict(address=address, cpus_per_trial=cpus_per_trial,
-                      gpus_per_trial=gpus_per_trial, max_failures=max_failures)  # fmt: skip
-    failed = run_trials(proposer, spec, out, runner, emit, **ray_kwargs)
-    share_table(predictor)
-    if proposer.error is not None:
-        raise proposer.error
-    rows = handback.candidate_rows(spec, out, proposer.evolution.candidates)
+    rows, failed = train_candidates(spec, out, predictor, placement, runner, emit)
     result = handback.hand_back(spec, out, rows, failed, classes, emit)
     if closing_compare and result["best"] is not None:
         result["compare"] = handback.closing_compare(
-            spec, out, result["best"], classes, emit, compare_runner, workers=workers, **ray_kwargs
+            spec, out, result["best"], classes, emit, placement, compare_runner
         )
     return result
+
+
+def checked_runner(spec: SearchSpec, out: Path, runner, placement: Placement):
+    """What runs the trials: `runner` (tests), `replay` when every trial is over (no Ray for
+    them; the closing compare checks its own), else None: Ray Tune, checked here (installed,
+    its address answering)."""
+    if runner is None and all_over(spec, out):
+        return replay
+    if runner is None:
+        placement.check_ray()
+    return runner
 
 
 def checked_predictor(
@@ -297,6 +261,18 @@ def _default_concurrency(cpus_per_trial: float) -> int:
 
 
 # ------------------------------------------------------------------------------ the trials
+
+
+def train_candidates(spec: SearchSpec, out: Path, predictor, placement: Placement, runner,
+                     emit: Event) -> tuple[list[dict], dict]:  # fmt: skip
+    """The candidates proposed by the evolution and trained on Ray Tune (or `runner`): one row per
+    candidate (lightnets.search.handback.candidate_rows) and {trial: error} of those that failed."""
+    proposer = start_trials(spec, out, predictor, placement.train_flags(), emit)
+    failed = run_trials(proposer, spec, out, runner, emit, **placement.ray())
+    share_table(predictor)
+    if proposer.error is not None:
+        raise proposer.error
+    return handback.candidate_rows(spec, out, proposer.evolution.candidates), failed
 
 
 def start_trials(spec: SearchSpec, out: Path, predictor, placement, emit: Event) -> SearchTrials:

@@ -29,24 +29,25 @@ class SearchSpec:
     trained by `lightnets train` with the same settings."""
 
     data: str  # absolute path, or "digits"
-    img_size: int
+    img_size: int  # of training and latency (None given: 224; 32 for digits)
     target: str  # LatencyTarget name: "eager", "onnxruntime:int8", ...
     latency_ms: float | None  # the budget, predicted latency on the target (None: not measured yet)
     threads: int  # threads of the latency predictions and measurements
-    epochs: int
-    trials: int
-    seed: int = 0
-    population: int = 10
-    sample_size: int = 3
+    epochs: int  # per trial
+    trials: int  # candidates trained, one `lightnets train` run each
+    seed: int = 0  # of the candidates and of every trial's training
+    population: int = 10  # regularized evolution's P
+    sample_size: int = 3  # and its S, the tournament size
     objective: str = "accuracy"  # "mnas": acc x (latency / budget)^mnas_w
     mnas_w: float = -0.07
-    early_stop: bool = True  # ASHA
-    grace_epochs: int = 1
-    reduction_factor: int = 2
-    max_concurrent: int = 1  # trials at once: the evolution's lag
-    images_per_class: int | None = None
-    train_args: tuple[str, ...] = ()
-    deterministic: bool = True
+    early_stop: bool = True  # ASHA (Tune's AsyncHyperBandScheduler)
+    grace_epochs: int = 1  # ASHA's first rung (None given: epochs // 3)
+    reduction_factor: int = 2  # ASHA's eta
+    max_concurrent: int = 1  # trials at once, the evolution's lag (None given: the saved spec's,
+    #                          else this machine's CPUs / cpus_per_trial)
+    images_per_class: int | None = None  # train on a symlinked subset of the image folder
+    train_args: tuple[str, ...] = ()  # further `lightnets train` flags, as given
+    deterministic: bool = True  # --deterministic for every trial
     seeds: int = 1  # seeds of the closing comparison
     latency_of: str | None = None  # the budget is this zoo model's latency, measured at the start
 
