@@ -441,17 +441,24 @@ def test_rerun_reuses_finished_and_resumes_interrupted_trials(tmp_path):
     assert (out / "compare.json").read_text() == before
 
 
-def test_ctrl_c_in_the_sweep_exits_130_and_leaves_the_results_alone(tmp_path, capsys, monkeypatch):
+def _sweep_without_ray(tmp_path, monkeypatch):
+    """(data, out) with compare's sweep run by FakeRunner instead of Ray."""
     import contextlib
 
     from lightnets.compare import sweep
 
-    data = image_folder(tmp_path / "data", real=False)
-    out = tmp_path / "out"
     runner = FakeRunner(epochs=1)
     monkeypatch.setattr(sweep, "require_ray", lambda: None)
     monkeypatch.setattr(sweep, "ray_session", lambda address: contextlib.nullcontext())
     monkeypatch.setattr(sweep, "run_on_ray", lambda plans, **kw: runner(plans, **kw))
+    return image_folder(tmp_path / "data", real=False), tmp_path / "out"
+
+
+def test_ctrl_c_in_the_sweep_exits_130_and_leaves_the_results_alone(tmp_path, capsys, monkeypatch):
+
+    from lightnets.compare import sweep
+
+    data, out = _sweep_without_ray(tmp_path, monkeypatch)
     argv = ["compare", "mobilenet_v2_w035", "--data", str(data), "--seeds", "2", "--epochs", "1"]
     argv += ["--img-size", "32", "--no-latency", "--no-progress", "-o", str(out)]
     assert cli_main(argv) == 0
@@ -474,17 +481,10 @@ def test_ctrl_c_in_the_sweep_exits_130_and_leaves_the_results_alone(tmp_path, ca
 def test_ctrl_c_while_the_results_are_written_keeps_the_previous_ones(
     tmp_path, capsys, monkeypatch
 ):
-    import contextlib
 
     from lightnets import plotting
-    from lightnets.compare import sweep
 
-    data = image_folder(tmp_path / "data", real=False)
-    out = tmp_path / "out"
-    runner = FakeRunner(epochs=1)
-    monkeypatch.setattr(sweep, "require_ray", lambda: None)
-    monkeypatch.setattr(sweep, "ray_session", lambda address: contextlib.nullcontext())
-    monkeypatch.setattr(sweep, "run_on_ray", lambda plans, **kw: runner(plans, **kw))
+    data, out = _sweep_without_ray(tmp_path, monkeypatch)
     argv = ["compare", "mobilenet_v2_w035", "--data", str(data), "--epochs", "1"]
     argv += ["--img-size", "32", "--no-latency", "--no-progress", "-o", str(out)]
     assert cli_main([*argv, "--seeds", "1"]) == 0
