@@ -138,8 +138,7 @@ def search(
 
     # every check passed: from here on, files are written
     predictor = begin(spec, out, predictor, emit)
-    placement = ["--threads", str(max(1, int(cpus_per_trial))), "--workers", str(workers)]
-    placement += ["--device", "cuda" if gpus_per_trial else "cpu", "--no-progress"]
+    placement = trial_placement(cpus_per_trial, gpus_per_trial, workers)
     proposer = start_trials(spec, out, predictor, placement, emit)
     ray_kwargs = dict(address=address, cpus_per_trial=cpus_per_trial,
                       gpus_per_trial=gpus_per_trial, max_failures=max_failures)  # fmt: skip
@@ -297,6 +296,12 @@ def _default_concurrency(cpus_per_trial: float) -> int:
 
 
 # ------------------------------------------------------------------------------ the trials
+
+
+def trial_placement(cpus_per_trial: float, gpus_per_trial: float, workers: int) -> list[str]:
+    """`lightnets train` flags of where every trial runs: `cpus_per_trial` torch threads."""
+    placement = ["--threads", str(max(1, int(cpus_per_trial))), "--workers", str(workers)]
+    return [*placement, "--device", "cuda" if gpus_per_trial else "cpu", "--no-progress"]
 
 
 def start_trials(spec: SearchSpec, out: Path, predictor, placement, emit: Event) -> SearchTrials:
