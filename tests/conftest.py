@@ -12,6 +12,9 @@ import lightnets
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# the search tests' fixtures (data, fake_measure, quick_timer, learnable), beside their helpers
+pytest_plugins = ["_search_helpers"]
+
 # Test tensors are tiny: one thread avoids OpenMP start-up and contention costs that made the
 # suite 3-20x slower on 2 shared cores. Timing belongs in benchmarks/, not here.
 torch.set_num_threads(1)

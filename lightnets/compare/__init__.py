@@ -19,20 +19,34 @@ run supports, contradicts, or is inconclusive about each claim.
     comparison.py   compare(): the checks (Comparison), the trials, their results
     studies.py      the studies, their scales and claims; study()
 
-`import lightnets.compare` loads neither Ray nor matplotlib.
+`import lightnets.compare` loads neither Ray, matplotlib nor torch (the names below load on first
+use).
 """
 
-from lightnets.compare.comparison import compare
-from lightnets.compare.stats import CONTRADICTS, INCONCLUSIVE, SUPPORTS, WITHIN_NOISE
-from lightnets.compare.studies import SCALES, STUDIES, study
+import importlib
 
-__all__ = [
-    "CONTRADICTS",
-    "INCONCLUSIVE",
-    "SCALES",
-    "STUDIES",
-    "SUPPORTS",
-    "WITHIN_NOISE",
-    "compare",
-    "study",
-]
+# public name -> the module that defines it; loaded on first use (PEP 562), so that a trial's Ray
+# worker, which imports lightnets.compare.sweep, trials and epochs, does not load torch
+_API = {
+    "CONTRADICTS": "lightnets.compare.stats",
+    "INCONCLUSIVE": "lightnets.compare.stats",
+    "SCALES": "lightnets.compare.studies",
+    "STUDIES": "lightnets.compare.studies",
+    "SUPPORTS": "lightnets.compare.stats",
+    "WITHIN_NOISE": "lightnets.compare.stats",
+    "compare": "lightnets.compare.comparison",
+    "study": "lightnets.compare.studies",
+}
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'lightnets.compare' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

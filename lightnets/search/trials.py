@@ -53,6 +53,28 @@ def trial_result(run_dir: str | Path, epochs: int) -> dict:
     return {"status": status, "acc": acc, "epochs": len(rows)}
 
 
+def trial_plan(spec: SearchSpec, out: Path, trial: str, data: str, placement) -> TrialPlan:
+    """Trial `trial` of the search in `out`: `lightnets train --arch OUT/candidates/<id>.toml` in
+    OUT/trials/<id>/ on `data`, with the spec's seed, size, epochs and training flags and the
+    `placement` flags (threads, workers, device, progress); its output goes to OUT/logs/<id>.log."""
+    run_dir = str(Path(out) / "trials" / trial)
+    fresh, resume = train_argv(
+        "mixnet_custom",
+        spec.seed,
+        run_dir,
+        data=data,
+        img_size=spec.img_size,
+        epochs=spec.epochs,
+        recipe=None,
+        deterministic=spec.deterministic,
+        train_args=spec.train_args,
+        placement=tuple(placement),
+        arch=str(Path(out) / "candidates" / f"{trial}.toml"),
+    )
+    log = str(Path(out) / "logs" / f"{trial}.log")
+    return TrialPlan(trial, "mixnet_custom", spec.seed, run_dir, log, fresh, resume)
+
+
 class SearchTrials:
     """The proposer of a search (see the module docstring).
 
@@ -97,22 +119,7 @@ class SearchTrials:
         trial = candidate_id(i)
         arch_file = self.out / "candidates" / f"{trial}.toml"
         self._write_candidate(arch_file, candidate)
-        run_dir = str(self.out / "trials" / trial)
-        fresh, resume = train_argv(
-            "mixnet_custom",
-            spec.seed,
-            run_dir,
-            data=self.data,
-            img_size=spec.img_size,
-            epochs=spec.epochs,
-            recipe=None,
-            deterministic=spec.deterministic,
-            train_args=spec.train_args,
-            placement=self.placement,
-            arch=str(arch_file),
-        )
-        log = str(self.out / "logs" / f"{trial}.log")
-        plan = TrialPlan(trial, "mixnet_custom", spec.seed, run_dir, log, fresh, resume)
+        plan = trial_plan(spec, self.out, trial, self.data, self.placement)
         after = [candidate_id(j) for j in range(max(0, i - spec.max_concurrent + 1), i)]
         self.emit("propose", trial, {"predicted_ms": candidate.predicted_ms,
                                      "parent": _parent(candidate)})  # fmt: skip
