@@ -1,4 +1,4 @@
-"""What `lightnets search` costs on top of the trainings it runs (issue 20's target: at most 1.2x):
+"""What `lightnets search` costs on top of the trainings it runs (the goal: at most 1.2x):
 the wall time of a search's trial phase against the same candidates trained by `lightnets train`
 back to back with the same flags, interleaved repeats.
 
@@ -27,29 +27,7 @@ cmds" is the overhead within one run, which load from other jobs moves less than
 run against the other; "trials / b2b" the ratio to the back-to-back run. Min and median over
 repeats.
 
-Measured here (AMD EPYC, 2 cores shared with other jobs, torch 2.13.0, one thread per trial,
-budget 11 ms eager at 32 px; candidates of 0.7-1.0 M parameters):
-
-    trials x epochs, img/class     load     trials / b2b   trials / cmds  whole / b2b  between cmds
-                                            min   median   min   median   median       per trial
-    6 x 2, 100 (12.5 min)          2.7-3.5  0.931  1.067   1.076  1.082   1.282        2.2 s
-    6 x 2, 100 (11 min)            1.0-2.2  1.083  1.097   1.067  1.108   1.234        2.8 s
-    4 x 2, 80                      0.8-1.1  1.118  1.121   1.083  1.092   1.358        1.7 s
-    4 x 2, 80, torch in the actor  0.9-1.1  1.141  1.224   1.200  1.212   1.516        3.2 s
-    3 x 1, 20                      2.3-3.8  1.608  1.655   1.214  1.333   2.919        3.2 s
-
-Between one train command and the next the search spends ~2 s (load 1-3): Tune's next placement
-group and a new Ray worker (~1 s; `reuse_actors=False`, see lightnets.compare.sweep) and the actor's
-creation (0.7-1.2 s: the worker imports ray.tune and lightnets.compare's sweep, trials and epochs);
-"propose" and "to done" take under 0.05 s a trial. Before lightnets.compare loaded its names lazily
-("torch in the actor"), every actor imported torch as well: creation took 2.8-4.6 s at load 4-7. In
-the 11-min row's first repeat two proposals took 6-9 s, most likely the predictor timing parts its
-table lacked (none in the repeat after it, whose shared cache had them). The rest of "trials / b2b"
-is the same commands running slower or faster in one run than in the other: load from other jobs,
-both ways (0.931). Outside the trial phase: setup 6-7 s (the refit near the budget times 7
-networks), Ray 2-6 s (18 s once under load), its shutdown 1.5 s, hand back 6-23 s (candidates timed
-end to end, the front drawn). So the 1.2x target holds here for trials of ~20 s and more, not for
-the 7-s trials of the last row.
+The figures measured so far are in docs/search.md ("What a search costs beyond its trainings").
 """
 
 from __future__ import annotations
@@ -68,8 +46,8 @@ import time
 from pathlib import Path
 
 from lightnets.compare.data import subset_folder
+from lightnets.compare.placement import Placement
 from lightnets.profiling import machine_info, machine_line
-from lightnets.search.searching import trial_placement
 from lightnets.search.spec import read_spec
 from lightnets.search.trials import candidate_id, trial_plan, trial_result
 from lightnets.tables import Column, render_table
@@ -161,7 +139,7 @@ def trial_argvs(out: Path) -> dict[str, list[str]]:
     """Every trial's `lightnets train` argv as the search built it (the same function, on the
     spec it saved, with the same placement), checked against the command its log recorded."""
     spec = read_spec(out)
-    placement = trial_placement(CPUS_PER_TRIAL, 0, WORKERS)
+    placement = Placement(cpus_per_trial=CPUS_PER_TRIAL, workers=WORKERS).train_flags()
     argvs = {}
     for i in range(spec.trials):
         plan = trial_plan(spec, out, candidate_id(i), spec.data, placement)
