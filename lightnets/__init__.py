@@ -6,7 +6,7 @@ machine without torch. Model families load on first use too, and tools (matplotl
 onnxruntime, datasets) inside the functions that need them.
 """
 
-import importlib
+from lightnets._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -23,13 +23,4 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
-def __getattr__(name: str):
-    if name not in _API:
-        raise AttributeError(f"module 'lightnets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_API[name]), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_API})
+__getattr__, __dir__ = lazy_names(__name__, _API, globals())

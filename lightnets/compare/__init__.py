@@ -23,7 +23,7 @@ run supports, contradicts, or is inconclusive about each claim.
 use).
 """
 
-import importlib
+from lightnets._lazy import lazy_names
 
 # public name -> the module that defines it; loaded on first use (PEP 562), so that a trial's Ray
 # worker, which imports lightnets.compare.sweep, trials and epochs, does not load torch
@@ -40,13 +40,4 @@ _API = {
 __all__ = list(_API)
 
 
-def __getattr__(name: str):
-    if name not in _API:
-        raise AttributeError(f"module 'lightnets.compare' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_API[name]), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_API})
+__getattr__, __dir__ = lazy_names(__name__, _API, globals())

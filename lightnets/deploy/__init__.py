@@ -10,7 +10,7 @@ deploy` (every runtime x precision exported, scored and timed) and `report` word
 The names below load on first use, so that the torch-free modules stay torch-free.
 """
 
-import importlib
+from lightnets._lazy import lazy_names
 
 # public name -> the module that defines it
 _API = {
@@ -29,13 +29,4 @@ _API = {
 __all__ = list(_API)
 
 
-def __getattr__(name: str):
-    if name not in _API:
-        raise AttributeError(f"module 'lightnets.deploy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_API[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_API})
+__getattr__, __dir__ = lazy_names(__name__, _API, globals())
