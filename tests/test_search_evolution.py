@@ -157,3 +157,14 @@ def test_best_is_the_highest_objective_measured_within_the_budget():
     ]
     assert front_mod.choose_best(points, 5.0)["id"] == "c"
     assert front_mod.choose_best(points, 2.0) is None
+
+
+def test_the_smallest_network_of_the_space_is_smaller_than_mobilenet_v2_w035():
+    """The widths reach down to about half of MixNet-S's so that a budget of MobileNetV2-0.35's
+    latency leaves room to search; at 32 px the smallest has fewer parameters than it."""
+    import lightnets
+    from lightnets.profiling import count_params
+
+    smallest = space.build_network(space.smallest(space.fit_space(32)), img_size=32, num_classes=10)
+    zoo = lightnets.create_model("mobilenet_v2_w035", num_classes=10, small_input=True)
+    assert count_params(smallest).learned < 0.8 * count_params(zoo).learned
