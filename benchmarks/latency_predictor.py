@@ -23,7 +23,7 @@ import time
 from lightnets.profiling import count_params, machine_info, machine_line
 from lightnets.search import space
 from lightnets.search.check import check_predictor
-from lightnets.search.latency import LatencyPredictor
+from lightnets.search.latency import STATISTICS, LatencyPredictor
 from lightnets.search.timing import MIN_RUN_TIME, ROUNDS
 from lightnets.tables import Column, render_table
 
@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--min-run-time", type=float, default=MIN_RUN_TIME)
-    parser.add_argument("--statistic", choices=("median", "min"), default="median")
+    parser.add_argument("--statistic", choices=STATISTICS, default=STATISTICS[0])
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--no-repeat", action="store_true", help="time each network once")
     parser.add_argument("--cache-dir", default=None)

@@ -145,6 +145,8 @@ def test_tiny_search_on_ray_with_its_closing_comparison(
     assert "propose c0002" in captured.err and "closing comparison: searched_c" in captured.err
     assert "best: c000" in captured.out and "closing comparison (" in captured.out
     result = json.loads((out / "front.json").read_text())
+    # the closing table shows each model's latency on the search's target beside compare's own
+    assert f"{result['spec']['target']} ms" in captured.out.split("closing comparison (")[1]
     assert result["best"] is not None and len(result["candidates"]) == 3
     compared = json.loads((out / "compare" / "results.json").read_text())
     names = [row["model"] for row in compared["models"]]

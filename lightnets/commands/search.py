@@ -142,8 +142,10 @@ LINES = {
 
 
 def print_result(result: dict, fmt: str, progress: SearchProgress) -> None:
-    from lightnets.compare.results import render_results
     from lightnets.search.front import render_front
+    from lightnets.search.handback import closing_columns
+    from lightnets.search.spec import SearchSpec
+    from lightnets.tables import render
 
     extra = {k: result[k] for k in ("out", "best", "failed", "files")}
     if fmt == "json":
@@ -159,7 +161,8 @@ def print_result(result: dict, fmt: str, progress: SearchProgress) -> None:
     if closing is not None:
         rows = closing["result"]["models"]
         print(f"\nclosing comparison ({closing['result']['out']}):\n")
-        print(render_results(rows, fmt, notes=closing["result"]["notes"]))
+        columns = closing_columns(SearchSpec.from_dict(result["spec"]))
+        print(render(rows, columns, fmt, notes=closing["result"]["notes"]))
     progress.write("wrote " + ", ".join(result["files"].values()))
 
 

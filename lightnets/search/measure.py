@@ -21,7 +21,7 @@ import torch
 from lightnets.errors import LightnetsError
 from lightnets.files import write_text
 from lightnets.search.runner import LatencyTarget
-from lightnets.search.timing import CHUNK, time_calls
+from lightnets.search.timing import CHUNK, MIN_RUN_TIME, ROUNDS, time_calls
 
 MEASURED_FILE = "measured.json"
 
@@ -58,10 +58,10 @@ def measure_latencies(
     threads: int,
     out: Path | None = None,
     *,
-    rounds: int = 3,
-    min_run_time: float = 0.1,
+    rounds: int = ROUNDS,
+    min_run_time: float = MIN_RUN_TIME,
 ) -> dict[str, float | None]:
-    """{name: median ms} of each network `makers[name]()` -> (module, example) on `target`; None
+    """{name: fastest round's ms, as the predictor's statistic} of each network `makers[name]()` -> (module, example) on `target`; None
     for one the target cannot compile (an export or runtime error). Cached in OUT/measured.json
     (`out` None: not cached)."""
     path = None if out is None else Path(out) / MEASURED_FILE
@@ -69,7 +69,7 @@ def measure_latencies(
         cache = json.loads(path.read_text()) if path is not None else {}
     except (FileNotFoundError, ValueError):
         cache = {}
-    key = f"{target}@{img_size}px:{threads}t:{'cpu' if threads == 1 else 'wall'}"
+    key = f"{target}@{img_size}px:{threads}t:{'cpu' if threads == 1 else 'wall'}:min{rounds}"
     known = cache.setdefault(key, {})
     todo = [name for name in makers if name not in known]
     parsed = LatencyTarget.parse(target)
@@ -86,7 +86,7 @@ def measure_latencies(
                 known[f"{name}:error"] = " ".join(str(err).split())[:200]
         clock = "cpu" if threads == 1 else "wall"  # as the predictor (searching.predictor_kwargs)
         timed = time_calls(calls, threads, rounds=rounds, min_run_time=min_run_time, clock=clock)
-        known.update({name: t.median_ms for name, t in timed.items()})
+        known.update({name: t.min_ms for name, t in timed.items()})
         if path is not None:
             write_text(path, json.dumps(cache, indent=1, sort_keys=True))
     return {name: known.get(name) for name in makers}

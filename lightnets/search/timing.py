@@ -3,8 +3,9 @@
 Every round times every call once (lightnets.profiling.measure_latency: warm-up, then
 torch.utils.benchmark's blocked_autorange, median over blocks); a call's latency is the median of
 its rounds, its `min_ms` the fastest round. Interleaving spreads a busy neighbour's burst over
-all calls instead of letting it land on one, and the median of rounds drops that burst. Many
-calls are timed a chunk at a time, each chunk interleaved.
+all calls instead of letting it land on one; the median of rounds drops that burst, the fastest
+round drops all but the least contended one. Many calls are timed a chunk at a time, each chunk
+interleaved.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from lightnets.search.runner import Call, LatencyTarget
 
 # a call's seconds per round; blocks are 1-10 ms at batch 1, so >= 10 blocks per round
 MIN_RUN_TIME = 0.1
-ROUNDS = 3
+ROUNDS = 5  # the fastest of 5 predicted 32 px int8 best (docs/search.md)
 RETRIES = 2  # re-timings of a round that other processes contended (profiling.timing.contention)
 CHUNK = 8  # calls compiled and interleaved together: a 224 px block's 16 copies take ~100 MB
 
