@@ -9,9 +9,9 @@ search makes: `sample`, `mutate` (one field of one row, for regularized evolutio
 
 Deviations from the paper: the paper searches MnasNet's space (kernel 3/5, expansion 3/6, SE
 0/0.25, ...) plus mixed kernels; here the skeleton is fixed to MixNet-S (stem 16, head 1536, its
-11 row strides and 1x1 groups) and each row picks from small lists around MixNet-S's own row
-(widths down to about half of its own), so MixNet-S itself is a point of the space
-(`contains(MIXNET_S)`). The first row stays an expansion-1 (depthwise-separable) block as in
+11 row strides) and each row picks from small lists around MixNet-S's own row (widths down to
+about half of its own; 1x1 convs dense or grouped as in MixNet-S), so MixNet-S itself is a point
+of the space (`contains(MIXNET_S)`). The first row stays an expansion-1 (depthwise-separable) block as in
 MixNet-S.
 """
 
@@ -41,31 +41,35 @@ class RowChoices:
     s: int  # stride of the row's first block (fixed: the skeleton)
     e: tuple[int, ...] = EXPANSIONS
     k: tuple[tuple[int, ...], ...] = KERNELS
-    pw: tuple[int, int] = (1, 1)  # groups of the expand / project 1x1 convs (fixed)
+    pw: tuple[tuple[int, int], ...] = ((1, 1),)  # groups of the expand / project 1x1 convs
     se: tuple[float, ...] = SE_RATIOS
     act: tuple[str, ...] = ACTS
 
 
 # the fields a search changes, in MixRow's order
-SEARCHED = ("n", "out", "e", "k", "se", "act")
+SEARCHED = ("n", "out", "e", "k", "pw", "se", "act")
 
 # fmt: off
 # MixNet-S (models/mixnet.py, MIXNET_S) row by row: repeats within +-1 of its own (at least 1),
 # widths from about half of its own (so that the space reaches MobileNetV2-0.35's latency) to one
-# multiple of 8 (1/5 of the width from 40 channels on) above it.
+# multiple of 8 (1/5 of the width from 40 channels on) above it. 1x1 groups: dense, or MixNet-S's
+# grouped ones. Dense comes first as the cheaper: one convolution per 1x1 where groups make it
+# several operators, which on a CPU runtime at small maps costs more than the MACs it saves
+# (ONNX Runtime int8 at 32 px: docs/search.md).
+DENSE, GROUPED, SPLIT_PROJECT = ((1, 1),), ((1, 1), (2, 2)), ((1, 1), (1, 2))
 #             n          out                        s  e
 MIXNET_S_SPACE = (
-    RowChoices((1, 2),    (8, 16, 24),               1, (1,),  pw=(1, 1)),
-    RowChoices((1, 2),    (8, 16, 24, 32),           2,        pw=(2, 2)),
-    RowChoices((1, 2),    (8, 16, 24, 32),           1,        pw=(2, 2)),
-    RowChoices((1, 2),    (24, 32, 40, 48),          2,        pw=(1, 1)),
-    RowChoices((2, 3, 4), (24, 32, 40, 48),          1,        pw=(2, 2)),
-    RowChoices((1, 2),    (40, 64, 80, 96),          2,        pw=(1, 2)),
-    RowChoices((1, 2, 3), (40, 64, 80, 96),          1,        pw=(1, 2)),
-    RowChoices((1, 2),    (64, 96, 120, 144),        1,        pw=(2, 2)),
-    RowChoices((1, 2, 3), (64, 96, 120, 144),        1,        pw=(2, 2)),
-    RowChoices((1, 2),    (104, 160, 200, 240),      2,        pw=(1, 1)),
-    RowChoices((1, 2, 3), (104, 160, 200, 240),      1,        pw=(1, 2)),
+    RowChoices((1, 2),    (8, 16, 24),               1, (1,),  pw=DENSE),
+    RowChoices((1, 2),    (8, 16, 24, 32),           2,        pw=GROUPED),
+    RowChoices((1, 2),    (8, 16, 24, 32),           1,        pw=GROUPED),
+    RowChoices((1, 2),    (24, 32, 40, 48),          2,        pw=DENSE),
+    RowChoices((2, 3, 4), (24, 32, 40, 48),          1,        pw=GROUPED),
+    RowChoices((1, 2),    (40, 64, 80, 96),          2,        pw=SPLIT_PROJECT),
+    RowChoices((1, 2, 3), (40, 64, 80, 96),          1,        pw=SPLIT_PROJECT),
+    RowChoices((1, 2),    (64, 96, 120, 144),        1,        pw=GROUPED),
+    RowChoices((1, 2, 3), (64, 96, 120, 144),        1,        pw=GROUPED),
+    RowChoices((1, 2),    (104, 160, 200, 240),      2,        pw=DENSE),
+    RowChoices((1, 2, 3), (104, 160, 200, 240),      1,        pw=SPLIT_PROJECT),
 )
 # fmt: on
 
@@ -73,9 +77,7 @@ MIXNET_S_SPACE = (
 def _row(choices: RowChoices, pick) -> MixRow:
     """The MixRow of `choices` with each searched field chosen by `pick(field, options)`."""
     values = {name: pick(name, getattr(choices, name)) for name in SEARCHED}
-    return MixRow(
-        values.pop("n"), values.pop("out"), choices.s, k=values.pop("k"), pw=choices.pw, **values
-    )
+    return MixRow(values.pop("n"), values.pop("out"), choices.s, **values)
 
 
 def sample(
@@ -100,7 +102,7 @@ def contains(table, space: tuple[RowChoices, ...] = MIXNET_S_SPACE) -> bool:
     if len(table) != len(space):
         return False
     return all(
-        row.s == c.s and row.pw == c.pw and all(getattr(row, f) in getattr(c, f) for f in SEARCHED)
+        row.s == c.s and all(getattr(row, f) in getattr(c, f) for f in SEARCHED)
         for row, c in zip(table, space)
     )
 
