@@ -24,12 +24,13 @@ SPACE24 = space.fit_space(24)
 def fake_ms(table) -> float:
     """A latency that grows with every field the way the real one does (grouped 1x1 convs: one
     operator per group)."""
-    cost = sum(
-        r.n * r.out * r.e * (1 + sum(r.k) / 10) * (1.2 if r.act == "swish" else 1) * (1 + r.se)
-        * (1 + (sum(r.pw) - 2) / 10)
-        for r in table
-    )
-    return 1 + cost / 5000
+
+    def row_cost(r) -> float:
+        kernels, groups = 1 + sum(r.k) / 10, 1 + (sum(r.pw) - 2) / 10
+        act = 1.2 if r.act == "swish" else 1
+        return r.n * r.out * r.e * kernels * act * (1 + r.se) * groups
+
+    return 1 + sum(row_cost(r) for r in table) / 5000
 
 
 def fake_acc(table) -> float:

@@ -95,7 +95,8 @@ def pt2e_int8(
             raise ConfigError("int8 calibration got no images")
         converted = convert_pt2e(prepared, fold_quantize=fold_quantize)
     # The graph was captured from the eval-mode model, but GraphModules start with training=True
-    # (and refuse .eval()); LiteRT's converter reads the flag and warns "converted in training mode".
+    # (and refuse .eval()); LiteRT's converter reads the flag and warns "converted in training
+    # mode".
     for module in converted.modules():
         module.training = False
     return converted

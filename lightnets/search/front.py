@@ -16,7 +16,8 @@ COLUMNS = (
     Column("acc",          "acc %",      ".2f",
            "acc %: validation top-1 after the last epoch (the EMA's when kept), one seed."),
     Column("latency_ms",   "ms",         ".3f",
-           "ms: latency of one image (batch 1) on the target, measured end to end (median)."),
+           "ms: latency of one image (batch 1) on the target, measured end to end (the fastest "
+           "of interleaved rounds)."),
     Column("predicted_ms", "predicted",  ".3f",
            "predicted: the latency predictor's figure the search went by."),
     Column("objective",    "objective",  ".2f"),

@@ -61,9 +61,9 @@ def measure_latencies(
     rounds: int = ROUNDS,
     min_run_time: float = MIN_RUN_TIME,
 ) -> dict[str, float | None]:
-    """{name: fastest round's ms, as the predictor's statistic} of each network `makers[name]()` -> (module, example) on `target`; None
-    for one the target cannot compile (an export or runtime error). Cached in OUT/measured.json
-    (`out` None: not cached)."""
+    """{name: ms, the fastest of `rounds` interleaved rounds as the predictor's} of each network
+    `makers[name]()` -> (module, example) on `target`; None for one the target cannot compile (an
+    export or runtime error). Cached in OUT/measured.json (`out` None: not cached)."""
     path = None if out is None else Path(out) / MEASURED_FILE
     try:
         cache = json.loads(path.read_text()) if path is not None else {}

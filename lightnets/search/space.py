@@ -11,8 +11,8 @@ Deviations from the paper: the paper searches MnasNet's space (kernel 3/5, expan
 0/0.25, ...) plus mixed kernels; here the skeleton is fixed to MixNet-S (stem 16, head 1536, its
 11 row strides) and each row picks from small lists around MixNet-S's own row (widths down to
 about half of its own; 1x1 convs dense or grouped as in MixNet-S), so MixNet-S itself is a point
-of the space (`contains(MIXNET_S)`). The first row stays an expansion-1 (depthwise-separable) block as in
-MixNet-S.
+of the space (`contains(MIXNET_S)`). The first row stays an expansion-1 (depthwise-separable)
+block as in MixNet-S.
 """
 
 from __future__ import annotations
