@@ -104,7 +104,7 @@ def handback_notes(spec: SearchSpec, rows, chosen, best, failed) -> list[str]:
         lines.append(f"Failed trials (see OUT/logs): {', '.join(sorted(failed))}.")
     if best is None:
         lines.append(
-            f"No candidate measured within {spec.latency_ms:g} ms: no best.toml (the predictor "
+            f"No candidate measured within {spec.latency_ms:.3g} ms: no best.toml (the predictor "
             "was optimistic here; see benchmarks/latency_predictor.py)."
         )
     return lines
@@ -120,7 +120,7 @@ def _public(row: dict, out: Path) -> dict:
 def write_front(spec, out: Path, rows, front, best, failed, notes) -> dict:
     """front.json / front.md, front.png and best.toml, replaced together (files.write_together:
     Ctrl-C or an error leaves the previous ones); returns what front.json holds."""
-    title = f"search on {Path(spec.data).name}, {spec.target}, budget {spec.latency_ms:g} ms"
+    title = f"search on {Path(spec.data).name}, {spec.target}, budget {spec.latency_ms:.3g} ms"
     figure, note = front_mod.front_chart(rows, front, best, spec.latency_ms, title)
     notes = [*notes, note] if note else notes
     writes = {"front.json": None, "front.md": None}  # filled below, from `result`
