@@ -203,8 +203,10 @@ def check_reference(
 
     On 16 images one flipped near-tie moves int8's agreement by 6 points, so an int8 file that
     passed the export check on every calibration image can miss 90% here on the same machine.
-    It passes when it reproduces its export-time outputs (SAME_AS_EXPORT_COSINE) and keeps the
-    cosine with fp32: what was verified at export then holds on this CPU.
+    It passes when it reproduces its export-time outputs (SAME_AS_EXPORT_COSINE): what was
+    verified at export then holds on this CPU. Not also the cosine with fp32 on these 16: a
+    SqueezeNet at chance level passed the export check's cosine on its 200 calibration images
+    and kept 0.875 on its 16 reference inputs, on x86 and on ARM alike, bit for bit.
     """
     check = compare(actual, reference.logits, precision, limits)
     exported, unusable = reference.exported, check.cosine is None and check.relative_error is None
@@ -220,7 +222,7 @@ def check_reference(
         classifier = limits.get("classifier", True)
         reproduces = cosine >= SAME_AS_EXPORT_COSINE and (same >= limits["min_agreement"]
                                                           or not classifier)  # fmt: skip
-        if not check.passed and reproduces and check.cosine >= limits["min_cosine"]:
+        if not check.passed and reproduces:
             note = (
                 "reproduces the exporting machine's outputs; its agreement with fp32 was judged "
                 "at export, on every calibration image"
