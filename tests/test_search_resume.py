@@ -166,8 +166,10 @@ from lightnets.search import handback
 from lightnets.search.searching import search
 
 handback.measure_latencies = lambda makers, *args, **kwargs: dict.fromkeys(makers, 2.0)
+# seed 1: candidates of which ASHA stops two (seed 0's all run to the end), so that the resumed
+# search must replay the scheduler's stops too
 search({data!r}, target="eager", latency_ms=5.0, trials=5, output=sys.argv[1], img_size=24,
-       epochs=3, population=2, sample_size=2, max_concurrent=2, grace_epochs=1,
+       epochs=3, population=2, sample_size=2, max_concurrent=2, grace_epochs=1, seed=1,
        objective="mnas", mnas_w=-1.0, train_args=["--batch-size", "8"], closing_compare=False,
        predictor=FakePredictor())
 """
