@@ -182,6 +182,23 @@ def test_a_cached_fit_is_used(tmp_path, fake_timer):
     assert again.fit == fit and again.calibrate() == fit and len(fake_timer) == timed
 
 
+def test_end_to_end_measurements_take_the_fastest_round_as_the_predictor(tmp_path, monkeypatch):
+    """The search measures candidates and zoo models with the predictor's statistic (the fastest
+    of the rounds), cached under a key that says so: a figure of another statistic is not reused."""
+    from lightnets.search import measure
+
+    def timed(calls, *args, **kwargs):  # median 2 ms, fastest round 1 ms
+        return {name: Timing(2.0, 1.0, 5) for name in calls}
+
+    def make():
+        return torch.nn.Conv2d(3, 4, 3).eval(), torch.zeros(1, 3, 8, 8)
+
+    monkeypatch.setattr(measure, "time_calls", timed)
+    assert measure.measure_latencies({"net": make}, "eager", 8, 1, tmp_path) == {"net": 1.0}
+    (key,) = json.loads((tmp_path / measure.MEASURED_FILE).read_text())
+    assert key.endswith(":min5")
+
+
 def test_the_cache_key_changes_with_threads_size_and_target(tmp_path):
     base = LatencyPredictor("eager", 32, 1, cache_dir=tmp_path)
     others = [

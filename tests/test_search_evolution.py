@@ -168,3 +168,5 @@ def test_the_smallest_network_of_the_space_is_smaller_than_mobilenet_v2_w035():
     smallest = space.build_network(space.smallest(space.fit_space(32)), img_size=32, num_classes=10)
     zoo = lightnets.create_model("mobilenet_v2_w035", num_classes=10, small_input=True)
     assert count_params(smallest).learned < count_params(zoo).learned
+    # dense 1x1s are the cheaper choice on CPU runtimes (space.DENSE), so the smallest has them
+    assert all(row.pw == (1, 1) for row in space.smallest())

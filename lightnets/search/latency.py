@@ -94,8 +94,7 @@ class LatencyPredictor:
         rounds, min_run_time: interleaved rounds and seconds per round of each timing.
         statistic: "min" (default) or "median" over the rounds, for parts and networks alike.
             Other processes sharing the cores only ever add time, so the fastest round is the
-            steadier figure: at 32 px int8 it predicted within 7.6% (median error; 13.4% with
-            the median of 3 rounds, docs/search.md).
+            steadier figure (docs/search.md, "How good the latency predictor is").
         clock: "wall" or "cpu" (lightnets.search.timing.CLOCKS; "cpu" with 1 thread only).
     """
 
